@@ -1,0 +1,29 @@
+// samba: train, evaluate and export hybrid SSM / attention language models.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <exception>
+
+#include "samba/cli/commands.h"
+#include "samba/core/error.h"
+#include "samba/core/log.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"samba: train, evaluate and export Samba-style hybrid language models"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "samba 0.1.0");
+  samba::cli::add_inspect_command(app);
+  try {
+    samba::init_logging();
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const samba::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "internal error: %s\n", e.what());
+    return 3;
+  }
+  return 0;
+}

@@ -1,0 +1,1 @@
+// Anchors the test precompiled header target.
