@@ -1,0 +1,106 @@
+#pragma once
+// Packed language-model batches over token shards.
+//
+// The shards form one concatenated token stream. Window w covers tokens
+// [w*seq_len, w*seq_len + seq_len + 1): inputs are its first seq_len tokens, targets its last
+// seq_len, so consecutive windows overlap by one token and every target position is predicted
+// exactly once per epoch (a tail shorter than seq_len is not used).
+//
+// Training mode shuffles the window order per epoch with a portable RNG (mt19937_64, whose
+// output the standard fixes, plus our own bounded draw and Fisher-Yates), so the same seed
+// gives the same batches on every platform. Data parallel: the shuffled order is consumed in
+// global steps of `world` windows; rank r takes position (step start + r). An epoch ends when
+// fewer than `world` windows remain (at most world-1 dropped, a different few each epoch), so
+// every rank rolls over at the same step and one cursor describes all of them.
+//
+// Sequential mode (evaluation) keeps the natural order, makes one pass and does not roll over.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "samba/data/shard.h"
+
+namespace samba::data {
+
+struct Cursor {
+  uint64_t epoch = 0;
+  uint64_t index = 0;  // global position within the epoch's order (counts all ranks' windows)
+  uint64_t seed = 0;
+
+  nlohmann::json to_json() const;
+  // Throws samba::Error naming `where` when a field is missing or has the wrong type.
+  static Cursor from_json(const nlohmann::json& j, const std::string& where = "data cursor");
+  bool operator==(const Cursor& o) const { return epoch == o.epoch && index == o.index && seed == o.seed; }
+};
+
+struct LoaderOptions {
+  int64_t seq_len = 0;
+  uint64_t seed = 0;
+  int rank = 0;
+  int world = 1;
+  bool shuffle = true;  // false: sequential evaluation pass (no shuffle, no rollover)
+  bool verify = true;   // check every shard's payload CRC when opening
+};
+
+class PackedLoader {
+ public:
+  PackedLoader(const std::vector<std::string>& shard_paths, const LoaderOptions& options);
+
+  // Evaluation: every window of `seq_len` in stream order, split across ranks like training.
+  static PackedLoader sequential(const std::vector<std::string>& shard_paths, int64_t seq_len, int rank = 0,
+                                 int world = 1, bool verify = true);
+
+  // batch_size rows of seq_len+1 tokens, row-major. Training mode always returns full batches
+  // (rolling into the next epoch as needed); sequential mode returns a short final batch and
+  // then an empty vector.
+  std::vector<int32_t> next_batch(int64_t batch_size);
+
+  // Tokens of window `w` (seq_len + 1 of them) in stream order, independent of the cursor.
+  void read_window(uint64_t w, int32_t* out) const;
+  // The window index the loader will hand this rank at global position `pos` of `epoch`.
+  uint64_t window_at(uint64_t epoch, uint64_t pos) const;
+
+  uint64_t num_windows() const { return num_windows_; }       // in the stream
+  uint64_t windows_per_epoch() const;                          // used per epoch, all ranks
+  uint64_t total_tokens() const { return total_tokens_; }
+  int64_t seq_len() const { return options_.seq_len; }
+  uint32_t vocab_size() const { return vocab_size_; }
+  int32_t eos_id() const { return eos_id_; }
+  bool exhausted() const;  // sequential mode only: the pass is over
+
+  Cursor cursor() const { return cursor_; }
+  // Continues from `c` exactly: the same batches follow as after the cursor() that produced it.
+  void restore(const Cursor& c);
+
+ private:
+  void build_order(uint64_t epoch);
+
+  LoaderOptions options_;
+  std::vector<std::shared_ptr<ShardReader>> shards_;
+  std::vector<uint64_t> shard_begin_;  // first stream position of each shard
+  uint64_t total_tokens_ = 0;
+  uint64_t num_windows_ = 0;
+  uint32_t vocab_size_ = 0;
+  int32_t eos_id_ = -1;
+  Cursor cursor_;
+  std::vector<uint32_t> order_;  // shuffled window ids of order_epoch_
+  uint64_t order_epoch_ = UINT64_MAX;
+};
+
+// The permutation machinery, exposed for tests and for anyone who needs the same draws.
+uint64_t splitmix64(uint64_t& state);
+// Uniform in [0, n) by rejection, so no implementation-defined distribution is involved.
+template <typename Rng>
+uint64_t bounded_draw(Rng& rng, uint64_t n) {
+  const uint64_t limit = UINT64_MAX - (UINT64_MAX % n + 1) % n;  // largest multiple of n, minus 1
+  uint64_t r;
+  do {
+    r = rng();
+  } while (r > limit);
+  return r % n;
+}
+
+}  // namespace samba::data
