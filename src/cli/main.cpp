@@ -12,6 +12,10 @@ int main(int argc, char** argv) {
   CLI::App app{"samba: train, evaluate and export Samba-style hybrid language models"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "samba 0.1.0");
+  samba::cli::add_data_command(app);
+  samba::cli::add_train_command(app);
+  samba::cli::add_eval_command(app);
+  samba::cli::add_export_command(app);
   samba::cli::add_inspect_command(app);
   try {
     samba::init_logging();

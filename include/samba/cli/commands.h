@@ -5,5 +5,11 @@
 namespace samba::cli {
 
 void add_inspect_command(CLI::App& app);
+// `samba data`: corpus -> tokenizer + train/val token shards + dataset.json.
+void add_data_command(CLI::App& app);
+void add_train_command(CLI::App& app);
+// `samba eval` and `samba export` (src/cli/cmd_eval.cpp).
+void add_eval_command(CLI::App& app);
+void add_export_command(CLI::App& app);
 
 }  // namespace samba::cli
