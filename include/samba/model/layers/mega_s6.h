@@ -1,0 +1,72 @@
+#pragma once
+// Mega-S6 ('S'): Mega's moving-average gated attention with the damped EMA replaced by the
+// S6 (Mamba) selective recurrence, the mega-s6-422m baseline of the Samba paper. The math,
+// the sizes and the deviations from the reference are written out in mega_s6.cpp.
+//
+// Sizes (MegaConfig): z_dim = shared query/key dim (auto min(128, d)), hidden = value dim
+// = hidden_expand * d (reference 1), chunk_size = attention is causal softmax within chunks.
+// The S6 part reuses MambaConfig's d_state, d_conv, dt_min/max/floor and conv_bias, with no
+// channel expansion and dt_rank = ceil(d / 32) (the reference S6 module's default).
+#include <cstdint>
+#include <memory>
+
+#include "samba/model/sublayer.h"
+
+namespace samba {
+
+struct MegaS6Dims {
+  int64_t d_model = 0, z_dim = 0, hidden = 0, chunk = 0;
+  int64_t d_state = 0, d_conv = 0, dt_rank = 0;
+  bool conv_bias = true;
+  static MegaS6Dims from_config(const ModelConfig& cfg);
+  int64_t mx_width() const { return 2 * d_model + z_dim + hidden; }  // u | z | r | hx
+};
+
+// Decoding state: the S6 conv window and SSM state, plus the keys and values of the chunk
+// the next token belongs to (attention never looks past a chunk start, so that is all).
+struct MegaS6State : LayerState {
+  torch::Tensor conv;     // (B, d, d_conv - 1): the last inputs of the causal conv
+  torch::Tensor ssm;      // (B, d, N), fp32 (fp64 for fp64 models)
+  torch::Tensor k_cache;  // (B, chunk, z)
+  torch::Tensor v_cache;  // (B, chunk, hidden)
+  int64_t position = 0;   // tokens consumed so far
+};
+
+class MegaS6Impl : public SublayerImpl {
+ public:
+  explicit MegaS6Impl(const ModelConfig& cfg);
+  torch::Tensor forward(const torch::Tensor& x) override;
+  std::unique_ptr<LayerState> make_state(int64_t batch, const torch::TensorOptions& options) override;
+  torch::Tensor step(const torch::Tensor& x, LayerState& state) override;
+  void init_parameters(const InitSpec& spec) override;
+
+  // (n, n) additive relative-position bias for chunk positions 0..n-1: entry (i, j) is
+  // rot_i(alpha) . rot_j(beta), which depends on i - j only.
+  torch::Tensor relative_position_bias(int64_t n) const;
+
+  MegaS6Dims dims;
+  double dt_min, dt_max, dt_init_floor;
+
+  // S6 (no expansion, no gate, no output projection).
+  torch::nn::Conv1d conv1d{nullptr};
+  torch::nn::Linear x_proj{nullptr}, dt_proj{nullptr};
+  torch::Tensor A_log, D;
+  // Gated attention.
+  torch::nn::Linear v_proj{nullptr}, mx_proj{nullptr}, h_proj{nullptr};
+  torch::Tensor qk_gamma, qk_beta;              // (2, z): q = z*gamma[0]+beta[0], k = z*gamma[1]+beta[1]
+  torch::Tensor rel_pos_alpha, rel_pos_beta;  // (z)
+
+ private:
+  // Everything after the S6 output, shared by forward and step: returns the gate u, the
+  // queries, keys, the gate r and the pre-activation hx, each (..., width).
+  struct Projected {
+    torch::Tensor u, q, k, r, hx;
+  };
+  Projected project(const torch::Tensor& s6_out);
+  torch::Tensor finish(const Projected& p, const torch::Tensor& attended);
+};
+TORCH_MODULE(MegaS6);
+
+SublayerSpec mega_s6_spec();
+
+}  // namespace samba
