@@ -106,8 +106,11 @@ void Progress::draw(bool final) {
     std::fprintf(out_, "\r%s%s%s", s.c_str(), std::string(pad, ' ').c_str(), final ? "\n" : "");
     last_width_ = s.size();
   } else {
+    // A log already holding this exact count would only gain a duplicate line.
+    if (final && last_drawn_done_ == done_) return;
     std::fprintf(out_, "%s\n", s.c_str());
   }
+  last_drawn_done_ = done_;
   std::fflush(out_);
 }
 

@@ -84,7 +84,7 @@ bool PackedLoader::exhausted() const {
   return !options_.shuffle && cursor_.index + static_cast<uint64_t>(options_.rank) >= num_windows_;
 }
 
-void PackedLoader::build_order(uint64_t epoch) {
+void PackedLoader::build_order(uint64_t epoch) const {
   if (order_epoch_ == epoch && !order_.empty()) return;
   order_.resize(num_windows_);
   for (uint64_t i = 0; i < num_windows_; ++i) order_[i] = static_cast<uint32_t>(i);
@@ -102,7 +102,7 @@ void PackedLoader::build_order(uint64_t epoch) {
 uint64_t PackedLoader::window_at(uint64_t epoch, uint64_t pos) const {
   check(pos < num_windows_, "window position ", pos, " is past the ", num_windows_, " windows of the stream");
   if (!options_.shuffle) return pos;
-  const_cast<PackedLoader*>(this)->build_order(epoch);
+  build_order(epoch);
   return order_[pos];
 }
 

@@ -56,6 +56,7 @@ class Progress {
   std::chrono::steady_clock::time_point start_, last_draw_;
   bool finished_ = false;
   size_t last_width_ = 0;
+  uint64_t last_drawn_done_ = UINT64_MAX;
 };
 
 }  // namespace samba

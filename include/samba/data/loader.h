@@ -76,7 +76,7 @@ class PackedLoader {
   void restore(const Cursor& c);
 
  private:
-  void build_order(uint64_t epoch);
+  void build_order(uint64_t epoch) const;
 
   LoaderOptions options_;
   std::vector<std::shared_ptr<ShardReader>> shards_;
@@ -86,8 +86,9 @@ class PackedLoader {
   uint32_t vocab_size_ = 0;
   int32_t eos_id_ = -1;
   Cursor cursor_;
-  std::vector<uint32_t> order_;  // shuffled window ids of order_epoch_
-  uint64_t order_epoch_ = UINT64_MAX;
+  // A cache of the shuffled order of one epoch, rebuilt on demand from (seed, epoch).
+  mutable std::vector<uint32_t> order_;
+  mutable uint64_t order_epoch_ = UINT64_MAX;
 };
 
 // The permutation machinery, exposed for tests and for anyone who needs the same draws.

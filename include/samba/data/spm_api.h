@@ -4,7 +4,7 @@
 // Why a module at all: Debian's libsentencepiece exports its own protobuf internals, which
 // interpose the libprotobuf that libtorch_cpu loads, and a program linked to both crashes
 // before main. The module is the only thing linked to sentencepiece; libsamba loads it with
-// dlopen(RTLD_LOCAL | RTLD_DEEPBIND) so its protobuf stays private (docs/ARCHITECTURE.md).
+// dlopen(RTLD_LOCAL | RTLD_DEEPBIND) so its protobuf stays private.
 //
 // Rules of the boundary: plain C types only, no C++ exceptions cross it (every failure comes
 // back as a message written into the caller's buffer), and variable-sized results are pushed
