@@ -58,10 +58,6 @@ GLAImpl::GLAImpl(const ModelConfig& cfg)
       gate_normalizer_(cfg.gla.gate_normalizer) {
   check(key_dim_ % heads_ == 0 && value_dim_ % heads_ == 0, "GLA: ", heads_, " heads must divide the key dim (",
         key_dim_, ") and value dim (", value_dim_, ")");
-  // TODO(short conv): wire in layers/short_conv.h once it exists; until then refuse rather
-  // than silently train a different model than the config names.
-  check(!cfg.gla.short_conv, cfg.source,
-        ": key 'gla.short_conv': the short convolution is not implemented for GLA yet; set gla.short_conv: false");
   const int64_t d = cfg.d_model;
   q_proj = register_module("q_proj", linear(d, key_dim_));
   k_proj = register_module("k_proj", linear(d, key_dim_));
@@ -74,13 +70,25 @@ GLAImpl::GLAImpl(const ModelConfig& cfg)
   register_module("gk_proj", gk_proj);
   g_norm = register_module("g_norm", RMSNorm(value_head_dim(), cfg.norm_eps));
   o_proj = register_module("o_proj", linear(value_dim_, d));
+  if (cfg.gla.short_conv) {
+    const int64_t kernel = cfg.gla.short_conv_kernel;
+    q_conv1d = register_module("q_conv1d", ShortConv(key_dim_, kernel));
+    k_conv1d = register_module("k_conv1d", ShortConv(key_dim_, kernel));
+    v_conv1d = register_module("v_conv1d", ShortConv(value_dim_, kernel));
+  }
 }
 
-GLAImpl::Projected GLAImpl::project(const torch::Tensor& x) {
+GLAImpl::Projected GLAImpl::project(const torch::Tensor& x, GLAState* state) {
+  auto q = q_proj(x), k = k_proj(x), v = v_proj(x);
+  if (q_conv1d) {
+    q = state ? q_conv1d->step(q, state->q_conv) : q_conv1d(q);
+    k = state ? k_conv1d->step(k, state->k_conv) : k_conv1d(k);
+    v = state ? v_conv1d->step(v, state->v_conv) : v_conv1d(v);
+  }
   Projected p;
-  p.q = la::split_heads(q_proj(x), heads_);
-  p.k = la::split_heads(k_proj(x), heads_);
-  p.v = la::split_heads(v_proj(x), heads_);
+  p.q = la::split_heads(q, heads_);
+  p.k = la::split_heads(k, heads_);
+  p.v = la::split_heads(v, heads_);
   // The normaliser keeps the gates near 1 (slow forgetting) at init, as in the GLA paper.
   auto gate_logits = gk_up(gk_down(x));
   p.log_g = la::split_heads(torch::log_sigmoid(gate_logits.to(la::state_dtype(x.scalar_type()))) / gate_normalizer_,
@@ -94,7 +102,7 @@ torch::Tensor GLAImpl::gate_and_project(const torch::Tensor& o, const torch::Ten
 
 torch::Tensor GLAImpl::forward(const torch::Tensor& x) {
   check(x.dim() == 3, "GLA expects (batch, time, d_model), got ", x.sizes());
-  auto p = project(x);
+  auto p = project(x, nullptr);
   const double scale = 1.0 / std::sqrt(static_cast<double>(key_head_dim()));
   auto o = kernels::gla_chunked(p.q, p.k, p.v, p.log_g, chunk_size_, scale).output;
   return gate_and_project(o, x);
@@ -104,6 +112,11 @@ std::unique_ptr<LayerState> GLAImpl::make_state(int64_t batch, const torch::Tens
   auto s = std::make_unique<GLAState>();
   s->state = torch::zeros({batch, heads_, key_head_dim(), value_head_dim()},
                           options.dtype(la::state_dtype(c10::typeMetaToScalarType(options.dtype()))));
+  if (q_conv1d) {
+    s->q_conv = q_conv1d->make_state(batch, options);
+    s->k_conv = k_conv1d->make_state(batch, options);
+    s->v_conv = v_conv1d->make_state(batch, options);
+  }
   return s;
 }
 
@@ -111,7 +124,7 @@ torch::Tensor GLAImpl::step(const torch::Tensor& x, LayerState& state) {
   check(x.dim() == 3 && x.size(1) == 1, "GLA step takes (batch, 1, d_model), got ", x.sizes());
   auto* s = dynamic_cast<GLAState*>(&state);
   check(s != nullptr, "GLA step was given another layer's decode state");
-  auto p = project(x);
+  auto p = project(x, s);
   const double scale = 1.0 / std::sqrt(static_cast<double>(key_head_dim()));
   auto o = kernels::gla_step(p.q.squeeze(2), p.k.squeeze(2), p.v.squeeze(2), p.log_g.squeeze(2), s->state, scale);
   return gate_and_project(o.unsqueeze(2), x);
@@ -120,6 +133,9 @@ torch::Tensor GLAImpl::step(const torch::Tensor& x, LayerState& state) {
 void GLAImpl::init_parameters(const InitSpec& spec) {
   for (auto* l : {&q_proj, &k_proj, &v_proj, &g_proj, &gk_down, &gk_up}) init_input_projection(*l, spec);
   g_norm->reset_parameters();
+  // The convs keep PyTorch's Conv1d default under both schemes (fla does the same).
+  for (auto* conv : {&q_conv1d, &k_conv1d, &v_conv1d})
+    if (*conv) (*conv)->reset_parameters();
   init_output_projection(o_proj, spec);
 }
 
@@ -135,13 +151,16 @@ SublayerSpec gla_spec() {
     const int64_t dk = scaled_dim(cfg.gla.key_expand, d), dv = scaled_dim(cfg.gla.value_expand, d);
     const int64_t projections = 2 * d * dk + 3 * d * dv;  // q, k, v, g, o
     const int64_t forget_gate = d * r + r * dk + dk;
-    return projections + forget_gate + dv / cfg.gla_heads();
+    const int64_t short_conv = cfg.gla.short_conv ? (2 * dk + dv) * cfg.gla.short_conv_kernel : 0;
+    return projections + forget_gate + short_conv + dv / cfg.gla_heads();
   };
   s.forward_flops_per_token = [](const ModelConfig& cfg, int64_t context) {
     const int64_t d = cfg.d_model, r = cfg.gla.gate_low_rank, h = cfg.gla_heads();
     const int64_t dk = scaled_dim(cfg.gla.key_expand, d), dv = scaled_dim(cfg.gla.value_expand, d);
     const double matmuls = 2.0 * static_cast<double>(2 * d * dk + 3 * d * dv + d * r + r * dk);
-    return matmuls + la::recurrence_flops_per_token(h, dk / h, dv / h, cfg.gla.chunk_size, context);
+    const double convs =
+        cfg.gla.short_conv ? 2.0 * static_cast<double>((2 * dk + dv) * cfg.gla.short_conv_kernel) : 0.0;
+    return matmuls + convs + la::recurrence_flops_per_token(h, dk / h, dv / h, cfg.gla.chunk_size, context);
   };
   s.saved_activations_per_token = [](const ModelConfig& cfg) {
     const int64_t d = cfg.d_model, r = cfg.gla.gate_low_rank, h = cfg.gla_heads();

@@ -9,7 +9,6 @@ namespace samba {
 namespace {
 
 namespace la = linear_attention_layer;
-using torch::indexing::Slice;
 
 // RetNet's rotation is its own (fla's RotaryEmbedding default), independent of the
 // attention layers' rope settings: Samba-NoPE style switches must not change RetNet.
@@ -29,26 +28,14 @@ std::vector<double> retnet_decays(int64_t heads) {
   return gammas;
 }
 
-torch::Tensor retnet_rotary(const torch::Tensor& x, int64_t offset, double base) {
-  const int64_t D = x.size(-1), T = x.size(-2), half = D / 2;
-  check(D % 2 == 0, "rotary embedding needs an even head dim, got ", D);
-  // Angles in fp64 so that long positions keep their precision before the cast.
-  auto f64 = torch::TensorOptions().dtype(torch::kFloat64).device(x.device());
-  auto inv_freq = torch::pow(base, -torch::arange(0, half, f64) * (2.0 / static_cast<double>(D)));
-  auto angles = torch::outer(torch::arange(offset, offset + T, f64), inv_freq);  // (T, half)
-  const auto ct = la::state_dtype(x.scalar_type());
-  auto cos = angles.cos().to(ct), sin = angles.sin().to(ct);
-  auto xf = x.to(ct);
-  auto x1 = xf.index({"...", Slice(0, half)}), x2 = xf.index({"...", Slice(half, D)});
-  return torch::cat({x1 * cos - x2 * sin, x2 * cos + x1 * sin}, -1).to(x.scalar_type());
-}
-
 RetNetImpl::RetNetImpl(const ModelConfig& cfg)
     : SublayerImpl("RetNet"),
       heads_(cfg.retnet_heads()),
       key_dim_(scaled_dim(cfg.retnet.key_expand, cfg.d_model)),
       value_dim_(scaled_dim(cfg.retnet.value_expand, cfg.d_model)),
-      chunk_size_(cfg.retnet.chunk_size) {
+      chunk_size_(cfg.retnet.chunk_size),
+      rotary_(cfg.retnet_heads() > 0 ? scaled_dim(cfg.retnet.key_expand, cfg.d_model) / cfg.retnet_heads() : 0,
+              kRotaryBase) {
   check(key_dim_ % heads_ == 0 && value_dim_ % heads_ == 0 && (key_dim_ / heads_) % 2 == 0, "RetNet: ", heads_,
         " heads must divide the key dim (", key_dim_, ", into even head dims) and the value dim (", value_dim_, ")");
   const int64_t d = cfg.d_model;
@@ -66,10 +53,15 @@ torch::Tensor RetNetImpl::log_decays(const torch::Device& device) const {
   return torch::tensor(logs, torch::TensorOptions().dtype(torch::kFloat64)).to(device);
 }
 
+torch::Tensor RetNetImpl::rotated_heads(const torch::Tensor& x, int64_t offset) {
+  auto per_head = x.view({x.size(0), x.size(1), heads_, key_head_dim()});
+  return rotary_.apply(per_head, offset).transpose(1, 2);
+}
+
 torch::Tensor RetNetImpl::forward(const torch::Tensor& x) {
   check(x.dim() == 3, "RetNet expects (batch, time, d_model), got ", x.sizes());
-  auto q = retnet_rotary(la::split_heads(q_proj(x), heads_), 0, kRotaryBase);
-  auto k = retnet_rotary(la::split_heads(k_proj(x), heads_), 0, kRotaryBase);
+  auto q = rotated_heads(q_proj(x), 0);
+  auto k = rotated_heads(k_proj(x), 0);
   auto v = la::split_heads(v_proj(x), heads_);
   const double scale = 1.0 / std::sqrt(static_cast<double>(key_head_dim()));
   auto o = kernels::retention_chunked(q, k, v, log_decays(x.device()), chunk_size_, scale).output;
@@ -87,8 +79,8 @@ torch::Tensor RetNetImpl::step(const torch::Tensor& x, LayerState& state) {
   check(x.dim() == 3 && x.size(1) == 1, "RetNet step takes (batch, 1, d_model), got ", x.sizes());
   auto* s = dynamic_cast<RetNetState*>(&state);
   check(s != nullptr, "RetNet step was given another layer's decode state");
-  auto q = retnet_rotary(la::split_heads(q_proj(x), heads_), s->position, kRotaryBase);
-  auto k = retnet_rotary(la::split_heads(k_proj(x), heads_), s->position, kRotaryBase);
+  auto q = rotated_heads(q_proj(x), s->position);
+  auto k = rotated_heads(k_proj(x), s->position);
   auto v = la::split_heads(v_proj(x), heads_);
   const double scale = 1.0 / std::sqrt(static_cast<double>(key_head_dim()));
   auto o = kernels::retention_step(q.squeeze(2), k.squeeze(2), v.squeeze(2), log_decays(x.device()), s->state, scale);

@@ -2,18 +2,21 @@
 // 'G': gated linear attention (Yang et al. 2023), configured as in Samba's "Sliding GLA"
 // baseline (fla's GatedLinearAttention with expand_k 0.5, expand_v 1, d / 384 heads):
 //   q, k = x W_q, x W_k (d -> Dk), v = x W_v (d -> Dv), no feature map, scale Dk_head^-1/2
+//   (with gla.short_conv: each of q, k, v then goes through its own causal depthwise conv + SiLU)
 //   log forget gate = logsigmoid(W_gk2 (W_gk1 x) + b) / gate_normalizer, low rank 16, per key dim
 //   o = GLA(q, k, v, log gate) (chunked, no window, no positions)
 //   y = W_o ( RMSNorm_head(o) * swish(W_g x) ), the norm's scale shared by all heads
 // Parameter names follow fla: q_proj, k_proj, v_proj, g_proj, gk_proj.0, gk_proj.1,
-// g_norm, o_proj.
+// g_norm, o_proj (and q_conv1d, k_conv1d, v_conv1d with the short conv).
 #include "samba/model/sublayer.h"
 #include "samba/model/layers/rmsnorm.h"
+#include "samba/model/layers/short_conv.h"
 
 namespace samba {
 
 struct GLAState : LayerState {
   torch::Tensor state;  // (B, H, Dk_head, Dv_head), fp32 (fp64 for fp64 models)
+  torch::Tensor q_conv, k_conv, v_conv;  // short-conv windows, only with gla.short_conv
 };
 
 class GLAImpl : public SublayerImpl {
@@ -31,12 +34,14 @@ class GLAImpl : public SublayerImpl {
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, g_proj{nullptr}, o_proj{nullptr};
   torch::nn::Linear gk_down{nullptr}, gk_up{nullptr};  // registered together as gk_proj.{0,1}
   RMSNorm g_norm{nullptr};
+  ShortConv q_conv1d{nullptr}, k_conv1d{nullptr}, v_conv1d{nullptr};  // null without short conv
 
  private:
   struct Projected {
     torch::Tensor q, k, v, log_g;  // (B, H, T, .)
   };
-  Projected project(const torch::Tensor& x);
+  // state == nullptr: the whole sequence; otherwise one decoding step advancing the conv windows.
+  Projected project(const torch::Tensor& x, GLAState* state);
   torch::Tensor gate_and_project(const torch::Tensor& o, const torch::Tensor& x);  // o (B, H, T, Dv_head)
 
   int64_t heads_, key_dim_, value_dim_, chunk_size_;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "samba/model/layers/gla.h"
+#include "samba/model/layers/rope.h"
 #include "samba/model/sublayer.h"
 
 namespace samba {
@@ -20,9 +21,6 @@ struct RetNetState : LayerState {
 
 // gamma_h = 1 - 2^(-5 - h) for h = 0 .. heads - 1.
 std::vector<double> retnet_decays(int64_t heads);
-
-// Rotate-half rotary embedding of x (B, H, T, D) for positions offset .. offset + T - 1.
-torch::Tensor retnet_rotary(const torch::Tensor& x, int64_t offset, double base = 10000.0);
 
 class RetNetImpl : public SublayerImpl {
  public:
@@ -42,7 +40,11 @@ class RetNetImpl : public SublayerImpl {
   RMSNorm g_norm{nullptr};
 
  private:
+  // q, k (B, T, Dk) -> rotated (B, H, T, Dk_head) for positions offset .. offset + T - 1.
+  torch::Tensor rotated_heads(const torch::Tensor& x, int64_t offset);
+
   int64_t heads_, key_dim_, value_dim_, chunk_size_;
+  RotaryEmbedding rotary_;
 };
 TORCH_MODULE(RetNet);
 
