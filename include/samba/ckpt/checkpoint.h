@@ -32,6 +32,8 @@ std::map<std::string, torch::Tensor> load_tensors(const std::string& path);
 // unexpected name or a shape mismatch is an error naming it and `origin`.
 void load_state_into(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors,
                      const std::string& origin);
+// The module's parameters then buffers under their canonical names: what load_state_into expects.
+NamedTensors module_state(const torch::nn::Module& module);
 
 struct CheckpointContent {
   NamedTensors model;
@@ -46,6 +48,9 @@ struct CheckpointContent {
 std::string save_checkpoint(const std::string& root, int64_t step, const CheckpointContent& content, int keep_last);
 // Newest complete checkpoint directory under root, or "" if there is none.
 std::string find_latest_checkpoint(const std::string& root);
+// `dir` itself if it is a checkpoint step directory; otherwise the newest complete checkpoint
+// under `dir` or `dir/checkpoints` (a run directory). Throws naming both places if none.
+std::string resolve_checkpoint_dir(const std::string& dir);
 // Checks the marker, the manifest and every file's size and CRC32C; throws samba::Error naming
 // the file and the problem.
 void verify_checkpoint(const std::string& dir);
