@@ -2,8 +2,8 @@
 // a local buffer, channels spread over threads with at::parallel_for.
 //
 // Memory choice for backward: nothing beyond the inputs is saved. Backward re-runs the
-// forward recurrence of one channel into a per-task buffer of L x N states (L*N values, e.g.
-// 256 KiB at L 4096, N 16 in fp32), then walks time backwards. Storing every state instead
+// forward recurrence of one channel into per-task buffers of L x N states and decay factors
+// (2*L*N values, e.g. 512 KiB at L 4096, N 16 in fp32), then walks time backwards. Storing every state instead
 // would cost batch*E*N*L values (N = 16 times the activations of the layer), which is what
 // the reference's autograd graph pays; the recompute costs one extra forward.
 //
@@ -68,10 +68,11 @@ Inputs<T> pointers(const Prepared& p) {
 }
 
 // Runs the recurrence of channel (b, e). Writes the gated output to `out` (may be null),
-// the final state to `h`, and optionally every state (`states`, L x N) and the output before
-// the z gate (`y_pre`, L) for backward.
+// the final state to `h`, and optionally, for backward, every state and decay factor
+// (`states`, `decays`, L x N) and the output before the z gate (`y_pre`, L).
 template <typename T>
-void scan_channel(const Shape& s, const Inputs<T>& in, int64_t b, int64_t e, T* out, T* h, T* states, T* y_pre) {
+void scan_channel(const Shape& s, const Inputs<T>& in, int64_t b, int64_t e, T* out, T* h, T* states, T* decays,
+                  T* y_pre) {
   const int64_t N = s.N, L = s.L;
   const int64_t row = (b * s.E + e) * L;
   const T* u = in.u + row;
@@ -90,9 +91,18 @@ void scan_channel(const Shape& s, const Inputs<T>& in, int64_t b, int64_t e, T* 
     const T* Bn = Bt + t * N;
     const T* Cn = Ct + t * N;
     T y = 0;
-    for (int64_t n = 0; n < N; ++n) {
-      h[n] = std::exp(dt * A[n]) * h[n] + du * Bn[n];
-      y += Cn[n] * h[n];
+    if (decays) {
+      T* dec = decays + t * N;
+      for (int64_t n = 0; n < N; ++n) {
+        dec[n] = std::exp(dt * A[n]);
+        h[n] = dec[n] * h[n] + du * Bn[n];
+        y += Cn[n] * h[n];
+      }
+    } else {
+      for (int64_t n = 0; n < N; ++n) {
+        h[n] = std::exp(dt * A[n]) * h[n] + du * Bn[n];
+        y += Cn[n] * h[n];
+      }
     }
     if (states) std::copy(h, h + N, states + t * N);
     y += d_skip * u[t];
@@ -109,7 +119,7 @@ void forward_impl(const Shape& s, const Inputs<T>& in, T* out, T* last_state) {
   at::parallel_for(0, channels, grain, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
       const int64_t b = c / s.E, e = c % s.E;
-      scan_channel<T>(s, in, b, e, out + c * s.L, last_state + c * s.N, nullptr, nullptr);
+      scan_channel<T>(s, in, b, e, out + c * s.L, last_state + c * s.N, nullptr, nullptr, nullptr);
     }
   });
 }
@@ -128,9 +138,10 @@ struct Grads {
 
 template <typename T>
 void backward_channel(const Shape& s, const Inputs<T>& in, const T* grad_out, const Grads<T>& g, int64_t group,
-                      int64_t b, int64_t e, std::vector<T>& states, std::vector<T>& y_pre, std::vector<T>& gh) {
+                      int64_t b, int64_t e, std::vector<T>& states, std::vector<T>& decays, std::vector<T>& y_pre,
+                      std::vector<T>& gh) {
   const int64_t N = s.N, L = s.L;
-  scan_channel<T>(s, in, b, e, nullptr, gh.data(), states.data(), y_pre.data());
+  scan_channel<T>(s, in, b, e, nullptr, gh.data(), states.data(), decays.data(), y_pre.data());
   const int64_t row = (b * s.E + e) * L;
   const T* u = in.u + row;
   const T* delta = in.delta + row;
@@ -169,7 +180,7 @@ void backward_channel(const Shape& s, const Inputs<T>& in, const T* grad_out, co
     for (int64_t n = 0; n < N; ++n) {
       gh[n] += gy * Cn[n];
       gCn[n] += gy * h_t[n];
-      const T decay = std::exp(dt * A[n]);
+      const T decay = decays[t * N + n];
       // d(loss)/d(dt * A[n]) through the decay factor.
       const T g_exponent = h_prev ? gh[n] * h_prev[n] * decay : T(0);
       gA[n] += g_exponent * dt;
@@ -191,11 +202,11 @@ template <typename T>
 void backward_impl(const Shape& s, const Inputs<T>& in, const T* grad_out, const Grads<T>& g, int64_t groups) {
   const int64_t per_group = (s.E + groups - 1) / groups;
   at::parallel_for(0, s.batch * groups, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> states(s.L * s.N), y_pre(s.L), gh(s.N);
+    std::vector<T> states(s.L * s.N), decays(s.L * s.N), y_pre(s.L), gh(s.N);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / groups, group = task % groups;
       const int64_t e_end = std::min(s.E, (group + 1) * per_group);
-      for (int64_t e = group * per_group; e < e_end; ++e) backward_channel(s, in, grad_out, g, group, b, e, states, y_pre, gh);
+      for (int64_t e = group * per_group; e < e_end; ++e) backward_channel(s, in, grad_out, g, group, b, e, states, decays, y_pre, gh);
     }
   });
 }

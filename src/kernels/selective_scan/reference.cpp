@@ -65,11 +65,14 @@ std::tuple<torch::Tensor, torch::Tensor> selective_scan_reference(
   const auto decay = torch::exp(dt.unsqueeze(2) * A.to(ct).unsqueeze(0).unsqueeze(-1));
   const auto drive = (dt * uc).unsqueeze(2) * Bc.unsqueeze(1);
   auto h = torch::zeros({u.size(0), u.size(1), A.size(1)}, uc.options());
+  // unbind, not select per step: select's backward writes a full-size zero tensor per step
+  // (quadratic in L), unbind's backward is one stack.
+  const auto decay_t = decay.unbind(3), drive_t = drive.unbind(3), C_t = Cc.unbind(2);
   std::vector<torch::Tensor> ys;
   ys.reserve(u.size(2));
   for (int64_t t = 0; t < u.size(2); ++t) {
-    h = decay.select(3, t) * h + drive.select(3, t);
-    ys.push_back((h * Cc.select(2, t).unsqueeze(1)).sum(-1));
+    h = decay_t[t] * h + drive_t[t];
+    ys.push_back((h * C_t[t].unsqueeze(1)).sum(-1));
   }
   auto y = torch::stack(ys, -1);
   if (D.defined()) y = y + uc * D.to(ct).unsqueeze(-1);
