@@ -109,3 +109,10 @@ add_library(samba_sentencepiece INTERFACE)
 add_library(samba::sentencepiece ALIAS samba_sentencepiece)
 find_library(SAMBA_LIB_SPM_TRAIN sentencepiece_train REQUIRED)
 target_link_libraries(samba_sentencepiece INTERFACE PkgConfig::SPM ${SAMBA_LIB_SPM_TRAIN})
+
+# Executables reuse the libraries' precompiled headers, which GCC only accepts when the PIC
+# flags match: compile them -fPIC like the libraries (they still link as PIE).
+function(samba_pch_compatible target)
+  set_target_properties(${target} PROPERTIES POSITION_INDEPENDENT_CODE OFF)
+  target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-fPIC>)
+endfunction()

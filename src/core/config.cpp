@@ -147,7 +147,7 @@ void apply_file(const YAML::Node& root, const std::string& origin, ModelConfig& 
   } else {
     m.allow("layers");
   }
-  m.read("mlp_hidden", cfg.mlp_hidden, 1, kMaxInt);
+  m.read("mlp_hidden", cfg.mlp_hidden, 0, kMaxInt);  // 0 = no MLP sublayers
   m.read("mlp2_hidden", cfg.mlp2_hidden, 1, kMaxInt);
   m.read("norm_eps", cfg.norm_eps, 0.0, 1.0);
   m.read("tie_embeddings", cfg.tie_embeddings);

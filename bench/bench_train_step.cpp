@@ -1,0 +1,59 @@
+// Training-step throughput of whole models: forward + backward + AdamW on random tokens.
+//   bench_train_step <model.yaml> [micro_batch] [seq_len] [steps]
+// Prints one table row per model: tokens/s, ms/step, MFU against the device peak.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+
+#include "samba/model/analysis.h"
+#include "samba/model/model.h"
+#include "samba/optim/adamw.h"
+#include "samba/train/precision.h"
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s <model.yaml> [micro_batch=8] [seq_len=model] [steps=10]\n", argv[0]);
+    return 2;
+  }
+  try {
+    samba::ModelConfig cfg = samba::load_model_config(argv[1]);
+    const int64_t batch = argc > 2 ? std::atoll(argv[2]) : 8;
+    if (argc > 3) cfg.seq_len = std::atoll(argv[3]);
+    const int steps = argc > 4 ? std::atoi(argv[4]) : 10;
+    const torch::Device device = samba::pick_device("auto");
+    const bool bf16 = device.is_cuda();
+    torch::manual_seed(0);
+    samba::LanguageModel model(cfg);
+    model->to(device);
+    std::vector<std::pair<std::string, torch::Tensor>> named;
+    for (const auto& p : model->named_parameters()) named.emplace_back(p.key(), p.value());
+    samba::AdamW opt(named, samba::OptimizerConfig{});
+    auto tokens = torch::randint(cfg.vocab_size, {batch, cfg.seq_len + 1}, torch::TensorOptions(torch::kLong).device(device));
+    auto one_step = [&] {
+      opt.zero_grad();
+      torch::Tensor loss;
+      {
+        samba::AutocastScope autocast(device, bf16);
+        loss = model->loss(tokens.slice(1, 0, cfg.seq_len), tokens.slice(1, 1, cfg.seq_len + 1));
+      }
+      loss.backward();
+      opt.step(1e-4);
+      return loss.item<double>();  // synchronises
+    };
+    one_step();  // warm-up (allocator, kernels)
+    one_step();
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < steps; ++i) one_step();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / steps;
+    const auto summary = samba::summarize(cfg, batch, bf16 ? 2 : 4);
+    const double tok_s = static_cast<double>(batch * cfg.seq_len) / s;
+    const double peak = samba::peak_flops(device, bf16);
+    std::printf("| %-22s | %-6s | %5lld x %5lld | %9.1f | %11.0f | %6.2f%% |\n", cfg.name.c_str(),
+                device.is_cuda() ? "cuda" : "cpu", static_cast<long long>(batch), static_cast<long long>(cfg.seq_len),
+                s * 1e3, tok_s, 100.0 * summary.training_flops_per_token * tok_s / peak);
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}
