@@ -126,7 +126,7 @@ class TrainCli : public ::testing::Test {
   fs::path recipe(const std::string& name, int64_t steps, const std::string& extra = "") {
     const fs::path p = dir_ / (name + ".yaml");
     std::ofstream(p) << "model: model.yaml\ndata: " << (dir_ / "ds").string() << "\nrun_dir: " << (dir_ / name).string()
-                     << "\nseed: 11\nmicro_batch: 4\nglobal_batch_tokens: 256\nmax_tokens: " << steps * 256
+                     << "\ndevice: cpu\nseed: 11\nmicro_batch: 4\nglobal_batch_tokens: 256\nmax_tokens: " << steps * 256
                      << "\nthreads: 1\nlog_every: 1\ncheckpoint_every: 4\neval_tokens: 512\n"
                      << "optimizer: {lr: 0.003, min_lr: 0.0003, warmup_fraction: 0.1}\n"
                      << extra;
