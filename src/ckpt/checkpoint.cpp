@@ -121,7 +121,7 @@ void rename_or_fail(const fs::path& from, const fs::path& to) {
 
 void remove_quietly(const fs::path& p, const char* why) {
   std::error_code ec;
-  fs::remove_all(p, ec);
+  io::remove_tree(fs::path(p).string(), ec);
   if (ec) spdlog::warn("checkpoint pruning: cannot delete {} ({}): {}", p.string(), why, ec.message());
 }
 
@@ -271,7 +271,7 @@ std::string save_checkpoint(const std::string& root, int64_t step, const Checkpo
   const std::string pid = std::to_string(::getpid());
   const fs::path final_dir = root_dir / name;
   const fs::path tmp = root_dir / (kTmpPrefix + name + "-" + pid);
-  fs::remove_all(tmp, ec);  // our own leftover from an earlier failed attempt at this step
+  io::remove_tree(fs::path(tmp).string(), ec);  // our own leftover from an earlier failed attempt at this step
   check(fs::create_directory(tmp, ec) && !ec, "cannot create '", tmp.string(), "': ", ec.message(),
         "; check free space and permissions on the checkpoint directory");
 
@@ -295,7 +295,7 @@ std::string save_checkpoint(const std::string& root, int64_t step, const Checkpo
       // Re-saving a step (after resuming from before it): move the old copy aside so that at
       // every moment either it or the new one sits under the final name.
       const fs::path old = root_dir / (kTmpPrefix + name + "-" + pid + kReplacedSuffix);
-      fs::remove_all(old, ec);
+      io::remove_tree(fs::path(old).string(), ec);
       rename_or_fail(final_dir, old);
       try {
         rename_or_fail(tmp, final_dir);
@@ -309,7 +309,7 @@ std::string save_checkpoint(const std::string& root, int64_t step, const Checkpo
       rename_or_fail(tmp, final_dir);
     }
   } catch (...) {
-    fs::remove_all(tmp, ec);
+    io::remove_tree(fs::path(tmp).string(), ec);
     throw;
   }
   io::fsync_dir(root_dir.string());

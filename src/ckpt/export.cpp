@@ -123,7 +123,7 @@ void publish(const fs::path& staged, const fs::path& out, const std::string& pid
   if (fs::exists(out)) {
     const fs::path old = parent / ("." + out.filename().string() + ".export-old-" + pid);
     std::error_code ec;
-    fs::remove_all(old, ec);
+    io::remove_tree(fs::path(old).string(), ec);
     rename_or_fail(out, old);
     try {
       rename_or_fail(staged, out);
@@ -131,7 +131,7 @@ void publish(const fs::path& staged, const fs::path& out, const std::string& pid
       ::rename(old.c_str(), out.c_str());  // put the previous export back
       throw;
     }
-    fs::remove_all(old, ec);
+    io::remove_tree(fs::path(old).string(), ec);
   } else {
     rename_or_fail(staged, out);
   }
@@ -237,7 +237,7 @@ void export_model(const std::string& checkpoint_dir, const std::string& out_dir,
   check(!ec, "export: cannot create '", parent.string(), "': ", ec.message(), "; check the path and permissions");
   const std::string pid = std::to_string(::getpid());
   const fs::path staged = parent / ("." + out.filename().string() + ".export-tmp-" + pid);
-  fs::remove_all(staged, ec);
+  io::remove_tree(fs::path(staged).string(), ec);
   check(fs::create_directory(staged, ec) && !ec, "export: cannot create '", staged.string(), "': ", ec.message(),
         "; check free space and permissions");
   try {
@@ -253,7 +253,7 @@ void export_model(const std::string& checkpoint_dir, const std::string& out_dir,
     io::fsync_dir(staged.string());
     publish(staged, out, pid);
   } catch (...) {
-    fs::remove_all(staged, ec);
+    io::remove_tree(fs::path(staged).string(), ec);
     throw;
   }
   spdlog::info("exported {} ({}) to {}", step_dir, options.dtype, out.string());

@@ -15,6 +15,8 @@
 #include "samba/core/error.h"
 #include "samba/io/crc32c.h"
 
+#include <ftw.h>
+
 namespace samba::io {
 namespace {
 
@@ -229,6 +231,42 @@ void MappedFile::release() {
   if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
   data_ = nullptr;
   size_ = 0;
+}
+
+namespace {
+uint64_t g_removed = 0;
+int remove_entry(const char* path, const struct stat*, int type, struct FTW*) {
+  const int rc = (type == FTW_DP) ? ::rmdir(path) : ::unlink(path);
+  if (rc != 0 && errno != ENOENT) return errno;
+  ++g_removed;
+  return 0;
+}
+}  // namespace
+
+uint64_t remove_tree(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return 0;
+    fail("cannot delete '", path, "': ", std::strerror(errno));
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) fail("cannot delete '", path, "': ", std::strerror(errno));
+    return 1;
+  }
+  // nftw is not reentrant across threads for our counter; deletions are rare and serial.
+  g_removed = 0;
+  const int rc = ::nftw(path.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+  if (rc != 0) fail("cannot delete '", path, "': ", std::strerror(rc > 0 ? rc : errno));
+  return g_removed;
+}
+
+void remove_tree(const std::string& path, std::error_code& ec) noexcept {
+  ec.clear();
+  try {
+    remove_tree(path);
+  } catch (const std::exception&) {
+    ec = std::error_code(errno != 0 ? errno : EIO, std::generic_category());
+  }
 }
 
 }  // namespace samba::io

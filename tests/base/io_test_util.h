@@ -8,6 +8,8 @@
 #include <fstream>
 #include <string>
 
+#include "samba/io/files.h"
+
 namespace samba::testing {
 
 // A fresh directory per test (pid + test name + counter), removed on destruction.
@@ -20,12 +22,12 @@ class TempDir {
                        (info ? std::string(info->test_suite_name()) + "_" + info->name() : "x") +
                        "_" + std::to_string(counter++);
     path_ = std::filesystem::temp_directory_path() / name;
-    std::filesystem::remove_all(path_);
+    samba::io::remove_tree(path_.string());
     std::filesystem::create_directories(path_);
   }
   ~TempDir() {
     std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
+    samba::io::remove_tree(path_.string(), ec);
   }
   std::string file(const std::string& name) const { return (path_ / name).string(); }
   const std::filesystem::path& path() const { return path_; }

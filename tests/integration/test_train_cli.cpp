@@ -17,6 +17,8 @@
 #include <sstream>
 #include <thread>
 
+#include "samba/io/files.h"
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -91,7 +93,7 @@ class TrainCli : public ::testing::Test {
   static void SetUpTestSuite() {
     if (samba_bin().empty()) return;
     dir_ = fs::temp_directory_path() / ("samba_train_cli_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
+    samba::io::remove_tree(fs::path(dir_).string());
     fs::create_directories(dir_ / "corpus");
     // A small synthetic corpus with structure to learn (a toy grammar over a word list).
     std::mt19937 rng(7);
@@ -116,7 +118,7 @@ class TrainCli : public ::testing::Test {
                                        << "attention: {n_heads: 2, n_kv_heads: 2, window: 16}\n";
   }
   static void TearDownTestSuite() {
-    if (!dir_.empty()) fs::remove_all(dir_);
+    if (!dir_.empty()) samba::io::remove_tree(fs::path(dir_).string());
   }
 
   void SetUp() override {

@@ -10,6 +10,8 @@
 
 #include "samba/data/tokenizer.h"
 
+#include "samba/io/files.h"
+
 namespace fs = std::filesystem;
 
 TEST(TokenizerInTorchProcess, TrainEncodeDecodeBesideTorch) {
@@ -46,5 +48,5 @@ TEST(TokenizerInTorchProcess, TrainEncodeDecodeBesideTorch) {
                                          torch::kInt32).to(torch::kInt64);
   EXPECT_LT(ids_t.max().item<int64_t>(), 300);
   EXPECT_FALSE(samba::data::spm_module_path().empty());
-  fs::remove_all(dir);
+  samba::io::remove_tree(fs::path(dir).string());
 }

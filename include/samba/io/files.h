@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <system_error>
 #include <string_view>
 
 namespace samba::io {
@@ -43,6 +44,14 @@ class AtomicFileWriter {
 // fsync a file (or directory) by path; fsync_dir makes a rename or create inside `dir` durable.
 void fsync_path(const std::string& path);
 void fsync_dir(const std::string& dir);
+
+// Deletes a file or a directory tree (symlinks are removed, never followed); a missing path
+// is not an error. Returns the number of entries removed. Use this instead of
+// std::filesystem::remove_all: the torch 2.x wheel's libtorch.so exports its own copy of that
+// symbol, which interposes libstdc++'s and crashes when called from our code.
+uint64_t remove_tree(const std::string& path);
+// Non-throwing form, like remove_all(path, ec).
+void remove_tree(const std::string& path, std::error_code& ec) noexcept;
 
 // CRC32C of a whole file, streamed in chunks, as 8 lowercase hex digits. Safetensors has no
 // checksum of its own, so checkpoint manifests record this to detect silent corruption.
