@@ -1,6 +1,7 @@
 #include "samba/eval/perplexity.h"
 
 #include <cmath>
+#include <memory>
 
 #include "samba/core/error.h"
 #include "samba/core/progress.h"
@@ -25,7 +26,10 @@ PerplexityResult evaluate_perplexity(LanguageModel& model, const std::vector<std
   model->eval();
   double loss_sum = 0;
   int64_t done = 0, tokens = 0;
-  Progress progress("eval@" + std::to_string(context), static_cast<uint64_t>(windows), {"win"});
+  std::unique_ptr<Progress> progress;
+  if (options.progress)
+    progress = std::make_unique<Progress>("eval@" + std::to_string(context), static_cast<uint64_t>(windows),
+                                          ProgressOptions{"win"});
   while (done < windows) {
     const int64_t b = std::min(batch, windows - done);
     std::vector<int32_t> rows = loader.next_batch(b);
@@ -40,9 +44,9 @@ PerplexityResult evaluate_perplexity(LanguageModel& model, const std::vector<std
     loss_sum += loss.item<double>();
     tokens += got * context;
     done += got;
-    if (options.progress) progress.update(static_cast<uint64_t>(done));
+    if (progress) progress->update(static_cast<uint64_t>(done));
   }
-  if (options.progress) progress.finish();
+  if (progress) progress->finish();
   if (was_training) model->train();
   PerplexityResult r;
   r.context = context;
