@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <limits>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -214,6 +216,9 @@ TrainResult train(const TrainConfig& cfg, const TrainOptions& options) {
     progress->update(static_cast<uint64_t>(step));
   }
   int64_t skipped_in_a_row = 0;
+  // Fault injection for tests: SAMBA_FAULT_NAN_STEP=k makes step k's loss NaN.
+  const char* fault_env = std::getenv("SAMBA_FAULT_NAN_STEP");
+  const int64_t fault_nan_step = fault_env ? std::atoll(fault_env) : -1;
   const auto run_start = std::chrono::steady_clock::now();
   auto window_start = run_start;
   int64_t window_tokens = 0;
@@ -236,7 +241,8 @@ TrainResult train(const TrainConfig& cfg, const TrainOptions& options) {
       loss_sum += loss.item<double>();
     }
     // Data-parallel hook: all-reduce gradients (and the loss) across ranks here.
-    const double loss = loss_sum / static_cast<double>(accum);
+    double loss = loss_sum / static_cast<double>(accum);
+    if (step + 1 == fault_nan_step) loss = std::numeric_limits<double>::quiet_NaN();
     const double grad_norm = clip_grad_norm(params, cfg.optimizer.grad_clip);
     const double lr = learning_rate(cfg.optimizer, step, total_steps);
     if (!std::isfinite(loss) || !std::isfinite(grad_norm)) {

@@ -218,3 +218,16 @@ TEST_F(TrainCli, CorruptCheckpointIsReported) {
   EXPECT_NE(out.find("model.safetensors"), std::string::npos) << out;
   EXPECT_EQ(out.find("internal error"), std::string::npos) << out;
 }
+
+TEST_F(TrainCli, NonFiniteLossIsSkippedOrStopsNamingTheStep) {
+  std::string out;
+  const fs::path skip = recipe("nan_skip", 4);
+  ASSERT_EQ(run("SAMBA_FAULT_NAN_STEP=3 " + samba_bin() + " train " + skip.string() + " --no-progress", &out), 0) << out;
+  EXPECT_NE(out.find("step 3: non-finite loss"), std::string::npos) << out;
+  EXPECT_NE(out.find("skipping this update"), std::string::npos) << out;
+
+  const fs::path stop = recipe("nan_stop", 4, "nan_policy: stop\n");
+  EXPECT_NE(run("SAMBA_FAULT_NAN_STEP=2 " + samba_bin() + " train " + stop.string() + " --no-progress", &out), 0);
+  EXPECT_NE(out.find("step 2: non-finite loss"), std::string::npos) << out;
+  EXPECT_NE(out.find("nan_policy: stop"), std::string::npos) << out;
+}
