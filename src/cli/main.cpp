@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <string>
 
 #include "samba/cli/commands.h"
 #include "samba/core/error.h"
@@ -11,7 +12,7 @@
 int main(int argc, char** argv) {
   CLI::App app{"samba: train, evaluate and export Samba-style hybrid language models"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "samba 0.1.0");
+  app.set_version_flag("--version", std::string("samba ") + SAMBA_VERSION);
   samba::cli::add_data_command(app);
   samba::cli::add_train_command(app);
   samba::cli::add_eval_command(app);
