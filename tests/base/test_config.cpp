@@ -7,6 +7,7 @@
 
 #include "samba/core/config.h"
 #include "samba/core/error.h"
+#include "base/io_test_util.h"
 
 namespace fs = std::filesystem;
 using samba::ModelConfig;
@@ -35,12 +36,6 @@ std::string error_of(const std::string& text) {
   }
   ADD_FAILURE() << "expected an error for:\n" << text;
   return "";
-}
-
-fs::path temp_dir() {
-  fs::path d = fs::temp_directory_path() / ("samba_cfg_" + std::to_string(::getpid()));
-  fs::create_directories(d);
-  return d;
 }
 
 }  // namespace
@@ -88,7 +83,8 @@ TEST(Config, ResolvedYamlRoundTrips) {
 }
 
 TEST(Config, IncludeAppliesBaseThenOverrides) {
-  fs::path d = temp_dir();
+  samba::testing::TempDir tmp;
+  const fs::path& d = tmp.path();
   std::ofstream(d / "base.yaml") << kValid;
   std::ofstream(d / "child.yaml") << "include: base.yaml\nname: child\nd_model: 128\nattention: {n_kv_heads: 2}\n";
   ModelConfig c = samba::load_model_config((d / "child.yaml").string());
@@ -97,7 +93,6 @@ TEST(Config, IncludeAppliesBaseThenOverrides) {
   EXPECT_EQ(c.attention.n_heads, 4);  // from the base
   EXPECT_EQ(c.attn_kv_heads(), 2);    // overridden
   EXPECT_EQ(c.layers, "M-*-M-*-");
-  fs::remove_all(d);
 }
 
 struct Malformed {

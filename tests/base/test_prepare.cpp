@@ -12,21 +12,13 @@
 #include "samba/data/loader.h"
 #include "samba/data/prepare.h"
 #include "samba/data/tokenizer.h"
+#include "base/io_test_util.h"
 
 namespace fs = std::filesystem;
 using namespace samba::data;
+using samba::testing::TempDir;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() /
-           ("samba_prep_" + std::to_string(::getpid()) + "_" + std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 std::string paragraph(std::mt19937& rng) {
   const char* words[] = {"the", "river", "ran", "past", "old", "mill", "where", "children", "played",
@@ -60,8 +52,8 @@ void write_corpus(const fs::path& root) {
 
 PrepareOptions small_options(const TempDir& dir) {
   PrepareOptions o;
-  o.inputs = {(dir.path / "corpus" / "txt").string(), (dir.path / "corpus" / "more.jsonl").string()};
-  o.out_dir = (dir.path / "out").string();
+  o.inputs = {(dir.path() / "corpus" / "txt").string(), (dir.path() / "corpus" / "more.jsonl").string()};
+  o.out_dir = (dir.path() / "out").string();
   o.vocab_size = 320;
   o.val_fraction = 0.1;
   o.seed = 5;
@@ -74,7 +66,7 @@ PrepareOptions small_options(const TempDir& dir) {
 
 TEST(Prepare, EndToEnd) {
   TempDir dir;
-  write_corpus(dir.path / "corpus");
+  write_corpus(dir.path() / "corpus");
   const DatasetManifest m = prepare_dataset(small_options(dir));
 
   EXPECT_EQ(m.train_docs + m.val_docs, 40u);
@@ -85,10 +77,10 @@ TEST(Prepare, EndToEnd) {
   EXPECT_TRUE(std::isfinite(m.unigram_val_ppl));
   EXPECT_GT(m.unigram_val_ppl, 1.0);
   EXPECT_LT(m.unigram_val_ppl, 320.0) << "a unigram fit must beat the uniform distribution";
-  EXPECT_TRUE(fs::exists(dir.path / "out" / "tokenizer.model"));
-  EXPECT_FALSE(fs::exists(dir.path / "out" / "tokenizer_train.txt"));
+  EXPECT_TRUE(fs::exists(dir.path() / "out" / "tokenizer.model"));
+  EXPECT_FALSE(fs::exists(dir.path() / "out" / "tokenizer_train.txt"));
 
-  const DatasetManifest back = load_dataset_manifest((dir.path / "out").string());
+  const DatasetManifest back = load_dataset_manifest((dir.path() / "out").string());
   EXPECT_EQ(back.train_tokens, m.train_tokens);
   EXPECT_EQ(back.val_tokens, m.val_tokens);
   EXPECT_EQ(back.train_docs, m.train_docs);
@@ -116,25 +108,25 @@ TEST(Prepare, EndToEnd) {
 
 TEST(Prepare, DeterministicSplitAndShards) {
   TempDir a, b;
-  write_corpus(a.path / "corpus");
-  write_corpus(b.path / "corpus");
+  write_corpus(a.path() / "corpus");
+  write_corpus(b.path() / "corpus");
   PrepareOptions oa = small_options(a), ob = small_options(b);
   ob.num_threads = 1;  // the thread count must not change the output
   const DatasetManifest ma = prepare_dataset(oa), mb = prepare_dataset(ob);
   EXPECT_EQ(ma.train[0].crc32c, mb.train[0].crc32c);
   EXPECT_EQ(ma.val[0].crc32c, mb.val[0].crc32c);
   ob.seed = 6;
-  ob.out_dir = (b.path / "out2").string();
+  ob.out_dir = (b.path() / "out2").string();
   const DatasetManifest mc = prepare_dataset(ob);
   EXPECT_NE(ma.val[0].crc32c, mc.val[0].crc32c) << "another seed holds out other documents";
 }
 
 TEST(Prepare, ExistingTokenizerAndMaxDocsAndShardRollover) {
   TempDir dir;
-  write_corpus(dir.path / "corpus");
+  write_corpus(dir.path() / "corpus");
   const DatasetManifest first = prepare_dataset(small_options(dir));
   PrepareOptions o = small_options(dir);
-  o.out_dir = (dir.path / "reuse").string();
+  o.out_dir = (dir.path() / "reuse").string();
   o.tokenizer = first.tokenizer;
   o.max_docs = 12;
   o.shard_tokens = 500;
@@ -156,20 +148,20 @@ TEST(Prepare, ClearErrors) {
     return std::string("no error");
   };
   PrepareOptions o;
-  o.out_dir = (dir.path / "out").string();
-  o.inputs = {(dir.path / "missing").string()};
+  o.out_dir = (dir.path() / "out").string();
+  o.inputs = {(dir.path() / "missing").string()};
   EXPECT_NE(message([&] { prepare_dataset(o); }).find("does not exist"), std::string::npos);
 
-  std::ofstream(dir.path / "bad.jsonl") << "{\"text\": \"fine\"}\n{\"body\": \"no text\"}\n";
-  o.inputs = {(dir.path / "bad.jsonl").string()};
+  std::ofstream(dir.path() / "bad.jsonl") << "{\"text\": \"fine\"}\n{\"body\": \"no text\"}\n";
+  o.inputs = {(dir.path() / "bad.jsonl").string()};
   const std::string bad = message([&] { prepare_dataset(o); });
   EXPECT_NE(bad.find("line 2"), std::string::npos) << bad;
 
-  std::ofstream(dir.path / "one.txt") << "only one document";
-  o.inputs = {(dir.path / "one.txt").string()};
+  std::ofstream(dir.path() / "one.txt") << "only one document";
+  o.inputs = {(dir.path() / "one.txt").string()};
   EXPECT_NE(message([&] { prepare_dataset(o); }).find("at least 2"), std::string::npos);
 
-  const std::string none = message([&] { load_dataset_manifest((dir.path / "nowhere").string()); });
+  const std::string none = message([&] { load_dataset_manifest((dir.path() / "nowhere").string()); });
   EXPECT_NE(none.find("samba data"), std::string::npos) << none;
 }
 

@@ -9,21 +9,13 @@
 
 #include "samba/core/error.h"
 #include "samba/data/shard.h"
+#include "base/io_test_util.h"
 
 namespace fs = std::filesystem;
 using namespace samba::data;
+using samba::testing::TempDir;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() /
-           ("samba_shard_" + std::to_string(::getpid()) + "_" + std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 std::vector<std::vector<int32_t>> random_docs(uint32_t vocab, int n_docs, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -76,7 +68,7 @@ TEST_P(ShardRoundTrip, TokensDocsAndHeaderSurvive) {
   TempDir dir;
   auto docs = random_docs(vocab, 40, vocab);
   docs.push_back({static_cast<int32_t>(vocab - 1)});  // the largest id must fit the dtype
-  const std::string path = write_shard(dir.path / "a.bin", vocab, docs);
+  const std::string path = write_shard(dir.path() / "a.bin", vocab, docs);
   EXPECT_FALSE(fs::exists(path + ".tmp"));
 
   ShardReader r(path);
@@ -103,7 +95,7 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, ShardRoundTrip, ::testing::Values(300u, 65535u,
 
 TEST(Shard, HeaderIsLittleEndianAtDocumentedOffsets) {
   TempDir dir;
-  const std::string path = write_shard(dir.path / "a.bin", 1000, {{5, 6, 7}});
+  const std::string path = write_shard(dir.path() / "a.bin", 1000, {{5, 6, 7}});
   std::ifstream f(path, std::ios::binary);
   std::vector<unsigned char> b((std::istreambuf_iterator<char>(f)), {});
   ASSERT_EQ(b.size(), 64u + 4 * 2);
@@ -119,7 +111,7 @@ TEST(Shard, HeaderIsLittleEndianAtDocumentedOffsets) {
 
 TEST(Shard, TruncatedFileDetected) {
   TempDir dir;
-  const std::string path = write_shard(dir.path / "a.bin", 1000, random_docs(1000, 20, 1));
+  const std::string path = write_shard(dir.path() / "a.bin", 1000, random_docs(1000, 20, 1));
   fs::resize_file(path, fs::file_size(path) - 3);
   expect_message(open_error(path), path, "truncated");
   // Even without payload verification, the size check catches it.
@@ -130,7 +122,7 @@ TEST(Shard, TruncatedFileDetected) {
 
 TEST(Shard, FlippedPayloadByteDetected) {
   TempDir dir;
-  const std::string path = write_shard(dir.path / "a.bin", 1000, random_docs(1000, 20, 2));
+  const std::string path = write_shard(dir.path() / "a.bin", 1000, random_docs(1000, 20, 2));
   flip_byte(path, kShardHeaderBytes + 17);
   expect_message(open_error(path), path, "payload CRC32C mismatch");
   EXPECT_EQ(open_error(path, /*verify=*/false), "") << "verify=false skips the payload CRC";
@@ -138,14 +130,14 @@ TEST(Shard, FlippedPayloadByteDetected) {
 
 TEST(Shard, FlippedHeaderByteDetected) {
   TempDir dir;
-  const std::string path = write_shard(dir.path / "a.bin", 1000, random_docs(1000, 20, 3));
+  const std::string path = write_shard(dir.path() / "a.bin", 1000, random_docs(1000, 20, 3));
   flip_byte(path, 25);  // inside the token count
   expect_message(open_error(path), path, "corrupt header");
 }
 
 TEST(Shard, WrongMagicDetected) {
   TempDir dir;
-  const std::string path = write_shard(dir.path / "a.bin", 1000, random_docs(1000, 5, 4));
+  const std::string path = write_shard(dir.path() / "a.bin", 1000, random_docs(1000, 5, 4));
   flip_byte(path, 0);
   expect_message(open_error(path), path, "bad magic");
 }
@@ -156,14 +148,14 @@ TEST(Shard, MissingFileDetected) {
 
 TEST(Shard, OutOfVocabTokenRejected) {
   TempDir dir;
-  ShardWriter w((dir.path / "a.bin").string(), 100, 2);
+  ShardWriter w((dir.path() / "a.bin").string(), 100, 2);
   EXPECT_THROW(w.add_document({1, 100}), samba::Error);
   EXPECT_THROW(w.add_document({-1}), samba::Error);
 }
 
 TEST(Shard, UnfinishedWriterLeavesNothing) {
   TempDir dir;
-  const fs::path path = dir.path / "a.bin";
+  const fs::path path = dir.path() / "a.bin";
   {
     ShardWriter w(path.string(), 100, 2);
     w.add_document({5, 6});

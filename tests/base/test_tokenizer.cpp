@@ -8,9 +8,11 @@
 
 #include "samba/core/error.h"
 #include "samba/data/tokenizer.h"
+#include "base/io_test_util.h"
 
 namespace fs = std::filesystem;
 using samba::data::Tokenizer;
+using samba::testing::TempDir;
 
 namespace {
 
@@ -31,21 +33,11 @@ std::string generated_text(int lines, uint32_t seed) {
   return text;
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("samba_tok_" + std::to_string(::getpid()) + "_" +
-                                        std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
-
 std::string train_small(const TempDir& dir, int vocab) {
-  std::ofstream(dir.path / "train.txt") << generated_text(400, 7);
+  std::ofstream(dir.path() / "train.txt") << generated_text(400, 7);
   samba::data::TrainTokenizerOptions o;
-  o.input = (dir.path / "train.txt").string();
-  o.model_prefix = (dir.path / "tok").string();
+  o.input = (dir.path() / "train.txt").string();
+  o.model_prefix = (dir.path() / "tok").string();
   o.vocab_size = vocab;
   o.num_threads = 1;
   return samba::data::train_tokenizer(o);
@@ -107,7 +99,7 @@ TEST(Tokenizer, MissingModelGivesClearError) {
 
 TEST(Tokenizer, GarbageModelGivesClearError) {
   TempDir dir;
-  const fs::path bad = dir.path / "tokenizer.model";
+  const fs::path bad = dir.path() / "tokenizer.model";
   std::ofstream(bad) << "this is not a protobuf";
   try {
     Tokenizer::load(bad.string());
