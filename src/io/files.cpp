@@ -130,8 +130,10 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
   w.commit();
 }
 
-void fsync_path(const std::string& path) {
-  int fd = open_or_fail(path, O_RDONLY, "fsync");
+namespace {
+// Opens `path` with `flags`, fsyncs it and closes it, also when the fsync fails.
+void fsync_opened(const std::string& path, int flags, const char* purpose) {
+  int fd = open_or_fail(path, flags, purpose);
   try {
     fsync_fd(fd, path);
   } catch (...) {
@@ -140,16 +142,12 @@ void fsync_path(const std::string& path) {
   }
   ::close(fd);
 }
+}  // namespace
+
+void fsync_path(const std::string& path) { fsync_opened(path, O_RDONLY, "fsync"); }
 
 void fsync_dir(const std::string& dir) {
-  int fd = open_or_fail(dir.empty() ? "." : dir, O_RDONLY | O_DIRECTORY, "fsync of directory");
-  try {
-    fsync_fd(fd, dir);
-  } catch (...) {
-    ::close(fd);
-    throw;
-  }
-  ::close(fd);
+  fsync_opened(dir.empty() ? "." : dir, O_RDONLY | O_DIRECTORY, "fsync of directory");
 }
 
 uint32_t file_crc32c(const std::string& path) {

@@ -80,13 +80,6 @@ std::string format_eta(double seconds) {
   return buf;
 }
 
-ckpt::NamedTensors model_tensors(LanguageModel& model) {
-  ckpt::NamedTensors out;
-  for (const auto& p : model->named_parameters()) out.emplace_back(p.key(), p.value());
-  for (const auto& b : model->named_buffers()) out.emplace_back(b.key(), b.value());
-  return out;
-}
-
 }  // namespace
 
 std::string checkpoint_root(const TrainConfig& cfg) { return (fs::path(cfg.run_dir) / "checkpoints").string(); }
@@ -172,9 +165,10 @@ TrainResult train(const TrainConfig& cfg, const TrainOptions& options) {
   io::JsonlWriter metrics((fs::path(cfg.run_dir) / "metrics.jsonl").string(), /*append=*/options.resume);
   io::EventWriter events((fs::path(cfg.run_dir) / "tb").string());
 
+  int64_t saved_step = -1;
   auto save = [&](const char* why) {
     ckpt::CheckpointContent c;
-    c.model = model_tensors(model);
+    c.model = ckpt::module_state(*model);
     c.optimizer = optimizer.state();
     auto rng = at::detail::getDefaultCPUGenerator().get_state();
     std::vector<uint8_t> rng_bytes(rng.data_ptr<uint8_t>(), rng.data_ptr<uint8_t>() + rng.numel());
@@ -190,6 +184,7 @@ TrainResult train(const TrainConfig& cfg, const TrainOptions& options) {
     c.model_config_yaml = model_yaml;
     c.train_config_yaml = to_yaml(cfg);
     result.last_checkpoint = ckpt::save_checkpoint(ckpt_root, step, c, static_cast<int>(cfg.keep_checkpoints));
+    saved_step = step;
     spdlog::info("checkpoint step {} -> {} ({})", step, result.last_checkpoint, why);
   };
 
@@ -309,7 +304,7 @@ TrainResult train(const TrainConfig& cfg, const TrainOptions& options) {
   result.steps = step;
   result.tokens = tokens;
   if (step >= total_steps && !result.interrupted) {
-    save("final");
+    if (saved_step != step) save("final");  // --stop-after-steps may have just saved this step
     evaluate();
   }
   events.flush();
