@@ -15,6 +15,7 @@ void add_train_command(CLI::App& app) {
     bool resume = false;
     int64_t stop_after = 0;
     bool no_progress = false;
+    std::vector<std::string> overrides;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("train", "train a model from a recipe YAML (model + data + optimizer)");
@@ -23,9 +24,11 @@ void add_train_command(CLI::App& app) {
       ->check(CLI::ExistingFile);
   cmd->add_flag("--resume", args->resume, "continue from the newest complete checkpoint in run_dir");
   cmd->add_option("--stop-after-steps", args->stop_after, "checkpoint and stop after this many steps (0 = run to the end)");
+  cmd->add_option("--set", args->overrides, "override a recipe value, KEY=VALUE (repeatable; model.KEY for the model)")
+      ->allow_extra_args(false);
   cmd->add_flag("--no-progress", args->no_progress, "no progress bar (log lines only)");
   cmd->callback([args] {
-    TrainConfig cfg = load_train_config(args->config);
+    TrainConfig cfg = load_train_config(args->config, args->overrides);
     TrainOptions opts;
     opts.resume = args->resume;
     opts.stop_after_steps = args->stop_after;

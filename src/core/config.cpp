@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "samba/core/error.h"
+#include "samba/core/overrides.h"
 #include "samba/core/yaml_reader.h"
 
 namespace samba {
@@ -266,9 +267,12 @@ ModelConfig parse_model_config(const std::string& yaml_text, const std::string& 
   return finalize(std::move(cfg), origin);
 }
 
-ModelConfig load_model_config(const std::string& path) {
+ModelConfig load_model_config(const std::string& path, const std::vector<std::string>& overrides,
+                              const std::string& override_prefix) {
   ModelConfig cfg;
-  apply_file(load_yaml_file(path), path, cfg, 0);
+  YAML::Node root = load_yaml_file(path);
+  apply_overrides(root, overrides, path, override_prefix);  // before validation: same checks as the file
+  apply_file(root, path, cfg, 0);
   return finalize(std::move(cfg), path);
 }
 

@@ -5,7 +5,9 @@
 #include <filesystem>
 #include <limits>
 
+#include "samba/core/checked_math.h"
 #include "samba/core/error.h"
+#include "samba/core/overrides.h"
 #include "samba/core/yaml_reader.h"
 
 namespace samba {
@@ -24,6 +26,10 @@ int64_t TrainConfig::total_steps() const {
 namespace {
 
 constexpr int64_t kBig = std::numeric_limits<int64_t>::max();
+// Token and step counts are capped at 2^50 (~10^15 tokens, far beyond any real run) so that
+// sums and products of them (steps x tokens per step, step + cadence) cannot overflow.
+constexpr int64_t kMaxTokens = int64_t{1} << 50;
+constexpr int64_t kMaxSeqLen = int64_t{1} << 24;
 
 void read_optimizer(YamlMap m, OptimizerConfig& o) {
   m.read("lr", o.lr, 0.0, 10.0);
@@ -46,18 +52,35 @@ std::string relative_to(const std::string& file, const std::string& path) {
   return (fs::path(file).parent_path() / p).lexically_normal().string();
 }
 
-}  // namespace
+// Checks that need the model (its seq_len) and products of several values, in overflow-safe
+// arithmetic: each error names the key to change.
+void check_sizes(const YamlMap& m, const TrainConfig& c) {
+  if (c.seq_len > kMaxSeqLen)
+    m.error("seq_len", "(" + std::to_string(c.seq_len) + ", from the model when not set here) must be between 1 and " +
+                           std::to_string(kMaxSeqLen));
+  const auto micro_tokens = checked_mul(c.micro_batch, c.seq_len);
+  if (!micro_tokens || *micro_tokens > kMaxTokens)
+    m.error("micro_batch", "times seq_len (" + std::to_string(c.micro_batch) + " x " + std::to_string(c.seq_len) +
+                               ") must be at most " + std::to_string(kMaxTokens) + " tokens");
+  if (c.global_batch_tokens > 0 && c.global_batch_tokens % *micro_tokens != 0)
+    m.error("global_batch_tokens", "(" + std::to_string(c.global_batch_tokens) +
+                                        ") must be a multiple of micro_batch x seq_len (" +
+                                        std::to_string(*micro_tokens) + ")");
+  const int64_t step_tokens = c.global_batch_tokens > 0 ? c.global_batch_tokens : *micro_tokens;
+  if (step_tokens > c.max_tokens) {
+    if (c.global_batch_tokens > 0)
+      m.error("global_batch_tokens", "(" + std::to_string(step_tokens) + ") exceeds max_tokens (" +
+                                         std::to_string(c.max_tokens) + "): the run would not fill one optimizer step");
+    m.error("max_tokens", "(" + std::to_string(c.max_tokens) + ") is less than one micro-batch (micro_batch x seq_len = " +
+                              std::to_string(step_tokens) + " tokens)");
+  }
+  if (c.model.has(layer_char::kSlidingAttention) && c.model.attention.window > c.seq_len)
+    m.error("seq_len", "(" + std::to_string(c.seq_len) + ") is shorter than the model's attention window (" +
+                           std::to_string(c.model.attention.window) + ")");
+}
 
-TrainConfig load_train_config(const std::string& path) {
-  TrainConfig c;
-  c.source = path;
-  YamlMap m(load_yaml_file(path), path);
-  std::string model;
-  m.read("model", model);
-  if (model.empty()) m.error("model", "is required: the model YAML, e.g. model: ../models/tiny-samba.yaml");
-  c.model_path = relative_to(path, model);
-  if (!fs::exists(c.model_path))
-    m.error("model", "file '" + c.model_path + "' does not exist (the path is relative to the recipe file)");
+// Every recipe key except the model (whose path the callers resolve differently).
+void read_recipe_keys(YamlMap& m, TrainConfig& c) {
   m.read("data", c.data_dir);
   if (c.data_dir.empty()) m.error("data", "is required: a directory written by `samba data`");
   m.read("run_dir", c.run_dir);
@@ -65,34 +88,58 @@ TrainConfig load_train_config(const std::string& path) {
   int64_t seed = static_cast<int64_t>(c.seed);
   m.read("seed", seed, 0, kBig);
   c.seed = static_cast<uint64_t>(seed);
-  m.read("seq_len", c.seq_len, 0, kBig);
+  m.read("seq_len", c.seq_len, 0, kMaxSeqLen);
   m.read("micro_batch", c.micro_batch, 1, 1 << 20);
-  m.read("global_batch_tokens", c.global_batch_tokens, 0, kBig);
-  m.read("max_tokens", c.max_tokens, 1, kBig);
+  m.read("global_batch_tokens", c.global_batch_tokens, 0, kMaxTokens);
+  m.read("max_tokens", c.max_tokens, 1, kMaxTokens);
   if (!m.has("max_tokens")) m.error("max_tokens", "is required: the training length in tokens (it sets the LR schedule)");
   read_optimizer(m.child("optimizer"), c.optimizer);
   m.read_choice("precision", c.precision, {"auto", "fp32", "bf16"});
   m.read_choice("device", c.device, {"auto", "cpu", "cuda"});
   m.read("threads", c.threads, 0, 4096);
-  m.read("log_every", c.log_every, 1, kBig);
-  m.read("eval_every", c.eval_every, 0, kBig);
-  m.read("eval_tokens", c.eval_tokens, 1, kBig);
-  m.read("checkpoint_every", c.checkpoint_every, 0, kBig);
+  m.read("log_every", c.log_every, 1, kMaxTokens);
+  m.read("eval_every", c.eval_every, 0, kMaxTokens);
+  m.read("eval_tokens", c.eval_tokens, 1, kMaxTokens);
+  m.read("checkpoint_every", c.checkpoint_every, 0, kMaxTokens);
   m.read("keep_checkpoints", c.keep_checkpoints, 0, 1 << 20);
   m.read_choice("nan_policy", c.nan_policy, {"skip", "stop"});
-  m.read("max_skipped_steps", c.max_skipped_steps, 1, kBig);
+  m.read("max_skipped_steps", c.max_skipped_steps, 1, kMaxTokens);
   m.read("peak_tflops", c.peak_tflops, 0.0, 1e9);
   m.finish();
+}
 
-  c.model = load_model_config(c.model_path);
+}  // namespace
+
+TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides) {
+  TrainConfig c;
+  c.source = path;
+  std::vector<std::string> model_overrides, recipe_overrides;
+  split_overrides(overrides, "model.", model_overrides, recipe_overrides);
+  YAML::Node root = load_yaml_file(path);
+  apply_overrides(root, recipe_overrides, path);
+  YamlMap m(root, path);
+  std::string model;
+  m.read("model", model);
+  if (model.empty()) m.error("model", "is required: the model YAML, e.g. model: ../models/tiny-samba.yaml");
+  c.model_path = relative_to(path, model);
+  if (!fs::exists(c.model_path))
+    m.error("model", "file '" + c.model_path + "' does not exist (the path is relative to the recipe file)");
+  if (fs::is_directory(c.model_path))
+    m.error("model", "'" + c.model_path + "' is a directory; give a model YAML file, e.g. ../models/tiny-samba.yaml");
+  read_recipe_keys(m, c);
+
+  c.model = load_model_config(c.model_path, model_overrides, "model.");
   if (c.seq_len == 0) c.seq_len = c.model.seq_len;
-  if (c.global_batch_tokens > 0 && c.global_batch_tokens % c.tokens_per_micro_batch() != 0)
-    m.error("global_batch_tokens", "(" + std::to_string(c.global_batch_tokens) +
-                                        ") must be a multiple of micro_batch x seq_len (" +
-                                        std::to_string(c.tokens_per_micro_batch()) + ")");
-  if (c.model.has(layer_char::kSlidingAttention) && c.model.attention.window > c.seq_len)
-    m.error("seq_len", "(" + std::to_string(c.seq_len) + ") is shorter than the model's attention window (" +
-                           std::to_string(c.model.attention.window) + ")");
+  check_sizes(m, c);
+  return c;
+}
+
+TrainConfig parse_stored_recipe(const std::string& yaml_text, const std::string& origin) {
+  TrainConfig c;
+  c.source = origin;
+  YamlMap m(load_yaml_text(yaml_text, origin), origin);
+  m.read("model", c.model_path);  // already resolved when it was stored; the file may be gone
+  read_recipe_keys(m, c);
   return c;
 }
 

@@ -111,8 +111,11 @@ struct ModelConfig {
   bool has(char c) const { return layers.find(c) != std::string::npos; }
 };
 
-// Loads a model config (with `include:` of base files) and validates it.
-ModelConfig load_model_config(const std::string& path);
+// Loads a model config (with `include:` of base files) and validates it. `overrides` are
+// "key=value" strings (core/overrides.h) applied to the file's top level before validation;
+// `override_prefix` is how their keys were spelled on the command line ("model." from a recipe).
+ModelConfig load_model_config(const std::string& path, const std::vector<std::string>& overrides = {},
+                              const std::string& override_prefix = "");
 // Parses YAML text (used by tests and by configs embedded in other files); `origin` names
 // the text in error messages.
 ModelConfig parse_model_config(const std::string& yaml_text, const std::string& origin);

@@ -3,6 +3,7 @@
 // Strict like the model config: unknown keys and impossible values are errors naming the key.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "samba/core/config.h"
 
@@ -48,7 +49,14 @@ struct TrainConfig {
   int64_t total_steps() const;
 };
 
-TrainConfig load_train_config(const std::string& path);
+// `overrides` are "key=value" strings (`--set`, core/overrides.h): keys under "model." go to the
+// model config, the rest to the recipe; both are validated like values written in the files.
+TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// The resolved recipe written by to_yaml (stored as train.yaml in every checkpoint), read back
+// for comparison on --resume (core/recipe_diff.h). The model file is not loaded (`model`
+// stays empty; compare model configs separately); seq_len and global_batch_tokens are the
+// resolved values.
+TrainConfig parse_stored_recipe(const std::string& yaml_text, const std::string& origin);
 std::string to_yaml(const TrainConfig& cfg);
 
 }  // namespace samba
