@@ -152,14 +152,16 @@ TEST(SelectiveScanCpu, BitwiseDeterministicAcrossRunsAndThreadCounts) {
     for (size_t i = 0; i < runs[0].size(); ++i) EXPECT_TRUE(torch::equal(runs[0][i], runs[r][i])) << "tensor " << i;
 }
 
-TEST(SelectiveScan, DispatchHonoursReferenceEnvVar) {
+TEST(SelectiveScan, DispatchHonoursReferenceSwitch) {
   auto in = make_inputs(1, 3, 2, 5, torch::kFloat64, true);
+  const bool before = K::use_reference_kernels();
+  K::set_use_reference_kernels(false);
   auto fast = K::selective_scan(in.u, in.delta, in.A, in.B, in.C, in.D, in.z, in.bias, true);
   ASSERT_TRUE(fast.grad_fn());
   EXPECT_NE(fast.grad_fn()->name().find("SelectiveScan"), std::string::npos) << fast.grad_fn()->name();
-  setenv("SAMBA_REFERENCE_KERNELS", "1", 1);
+  K::set_use_reference_kernels(true);
   auto ref = K::selective_scan(in.u, in.delta, in.A, in.B, in.C, in.D, in.z, in.bias, true);
-  unsetenv("SAMBA_REFERENCE_KERNELS");
+  K::set_use_reference_kernels(before);
   EXPECT_EQ(ref.grad_fn()->name().find("SelectiveScan"), std::string::npos) << ref.grad_fn()->name();
   EXPECT_LT(rel_error(fast, ref), 1e-10);
 }

@@ -16,11 +16,13 @@
 
 #include <tuple>
 
+#include "samba/kernels/common.h"
+
 namespace samba::kernels {
 
-// Dispatching entry points: the CUDA kernel for CUDA tensors when built with
-// SAMBA_WITH_CUDA (not written yet: CUDA tensors use the reference for now), the fast CPU
-// kernel for CPU tensors, the reference everywhere when SAMBA_REFERENCE_KERNELS=1.
+// Dispatching entry points: the CUDA kernel for CUDA tensors it supports (built with
+// SAMBA_WITH_CUDA; fp32/bf16, N <= 128), the fast CPU kernel for CPU tensors, the reference
+// for everything else and everywhere when use_reference_kernels().
 torch::Tensor selective_scan(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,
                              const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& D,
                              const torch::Tensor& z, const torch::Tensor& delta_bias, bool delta_softplus);
@@ -51,8 +53,14 @@ std::tuple<torch::Tensor, torch::Tensor> selective_scan_cpu(
     const torch::Tensor& C, const torch::Tensor& D, const torch::Tensor& z, const torch::Tensor& delta_bias,
     bool delta_softplus);
 
-// True when SAMBA_REFERENCE_KERNELS=1 asks every op to use its libtorch reference.
-bool use_reference_kernels();
+// The CUDA kernel (src/kernels/selective_scan/scan.cu): fp32 state, u's dtype (fp32 or
+// bf16) for the other activations, deterministic backward that recomputes the forward.
+// Throws in builds without CUDA kernels and for inputs selective_scan_cuda_supports() rejects.
+std::tuple<torch::Tensor, torch::Tensor> selective_scan_cuda(
+    const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A, const torch::Tensor& B,
+    const torch::Tensor& C, const torch::Tensor& D, const torch::Tensor& z, const torch::Tensor& delta_bias,
+    bool delta_softplus);
+bool selective_scan_cuda_supports(const torch::Tensor& u, const torch::Tensor& A);
 
 // Shape and dtype checks shared by every implementation (throws samba::Error).
 void check_selective_scan_args(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,

@@ -216,11 +216,6 @@ torch::ScalarType compute_dtype(const torch::Tensor& u) {
 }
 
 using torch::autograd::AutogradContext;
-// Absent inputs travel as empty optionals: autograd describes every defined-or-not Tensor
-// argument by its device, which an undefined tensor lacks.
-using OptTensor = c10::optional<torch::Tensor>;
-OptTensor wrap(const torch::Tensor& t) { return t.defined() ? OptTensor(t) : OptTensor(); }
-torch::Tensor unwrap(const OptTensor& t) { return t.has_value() ? *t : torch::Tensor(); }
 
 using torch::autograd::variable_list;
 
@@ -230,12 +225,12 @@ class SelectiveScanFunction : public torch::autograd::Function<SelectiveScanFunc
                                const torch::Tensor& A, const torch::Tensor& B, const torch::Tensor& C,
                                const OptTensor& D_opt, const OptTensor& z_opt, const OptTensor& bias_opt,
                                bool delta_softplus) {
-    const torch::Tensor D = unwrap(D_opt), z = unwrap(z_opt), delta_bias = unwrap(bias_opt);
+    const torch::Tensor D = unwrap_optional(D_opt), z = unwrap_optional(z_opt), delta_bias = unwrap_optional(bias_opt);
     const auto ct = compute_dtype(u);
     const Shape s{u.size(0), u.size(1), A.size(1), u.size(2), delta_softplus};
     Prepared p = prepare(u, delta, A, B, C, D, z, delta_bias, ct);
-    auto out = torch::empty({s.batch, s.E, s.L}, u.options().dtype(ct));
-    auto last = torch::empty({s.batch, s.E, s.N}, u.options().dtype(ct));
+    auto out = new_output({s.batch, s.E, s.L}, u.options().dtype(ct));
+    auto last = new_output({s.batch, s.E, s.N}, u.options().dtype(ct));
     if (ct == torch::kFloat64)
       forward_impl<double>(s, pointers<double>(p), out.data_ptr<double>(), last.data_ptr<double>());
     else
@@ -257,12 +252,12 @@ class SelectiveScanFunction : public torch::autograd::Function<SelectiveScanFunc
     auto grad_out = grad_outputs[0].to(ct).contiguous();
     const int64_t groups = channel_groups(s);
     auto opts = u.options().dtype(ct);
-    auto gu = torch::empty({s.batch, s.E, s.L}, opts);
-    auto gdelta = torch::empty({s.batch, s.E, s.L}, opts);
-    auto gz = z.defined() ? torch::empty({s.batch, s.E, s.L}, opts) : torch::Tensor();
+    auto gu = new_output({s.batch, s.E, s.L}, opts);
+    auto gdelta = new_output({s.batch, s.E, s.L}, opts);
+    auto gz = z.defined() ? new_output({s.batch, s.E, s.L}, opts) : torch::Tensor();
     auto gA_part = torch::zeros({s.batch, s.E, s.N}, opts);
-    auto gD_part = torch::empty({s.batch, s.E}, opts);
-    auto gbias_part = torch::empty({s.batch, s.E}, opts);
+    auto gD_part = new_output({s.batch, s.E}, opts);
+    auto gbias_part = new_output({s.batch, s.E}, opts);
     auto gBt_part = torch::zeros({groups, s.batch, s.L, s.N}, opts);
     auto gCt_part = torch::zeros({groups, s.batch, s.L, s.N}, opts);
     auto run = [&](auto zero) {
@@ -299,7 +294,7 @@ std::tuple<torch::Tensor, torch::Tensor> selective_scan_cpu(
     bool delta_softplus) {
   check_selective_scan_args(u, delta, A, B, C, D, z, delta_bias);
   check(u.device().is_cpu(), "selective_scan_cpu: tensors must be on the CPU, got ", u.device());
-  auto outs = SelectiveScanFunction::apply(u, delta, A, B, C, wrap(D), wrap(z), wrap(delta_bias), delta_softplus);
+  auto outs = SelectiveScanFunction::apply(u, delta, A, B, C, wrap_optional(D), wrap_optional(z), wrap_optional(delta_bias), delta_softplus);
   return {outs[0], outs[1]};
 }
 

@@ -1,8 +1,5 @@
 // The libtorch reference of the selective scan (the oracle in tests, the fallback on devices
-// without a kernel), the one-step decoding update, and the dispatch between implementations.
-#include <cstdlib>
-#include <cstring>
-
+// without a kernel), the argument checks and the one-step decoding update.
 #include "samba/core/error.h"
 #include "samba/kernels/selective_scan.h"
 
@@ -23,11 +20,6 @@ torch::Tensor make_dt(const torch::Tensor& delta, const torch::Tensor& bias, boo
 }
 
 }  // namespace
-
-bool use_reference_kernels() {
-  const char* v = std::getenv("SAMBA_REFERENCE_KERNELS");
-  return v != nullptr && std::strcmp(v, "1") == 0;
-}
 
 void check_selective_scan_args(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,
                                const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& D,
@@ -109,26 +101,6 @@ torch::Tensor selective_state_update(torch::Tensor& state, const torch::Tensor& 
     state.copy_(next.detach());
   }
   return y.to(x.scalar_type());
-}
-
-std::tuple<torch::Tensor, torch::Tensor> selective_scan_with_state(
-    const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A, const torch::Tensor& B,
-    const torch::Tensor& C, const torch::Tensor& D, const torch::Tensor& z, const torch::Tensor& delta_bias,
-    bool delta_softplus) {
-  check(u.defined(), "selective_scan: u is required");
-  if (use_reference_kernels()) return selective_scan_reference(u, delta, A, B, C, D, z, delta_bias, delta_softplus);
-  if (u.device().is_cpu()) return selective_scan_cpu(u, delta, A, B, C, D, z, delta_bias, delta_softplus);
-#ifdef SAMBA_WITH_CUDA
-  // Hook for the CUDA kernel (src/kernels/selective_scan/cuda.cu, same signature as
-  // selective_scan_cpu). Until it exists, CUDA tensors take the reference below.
-#endif
-  return selective_scan_reference(u, delta, A, B, C, D, z, delta_bias, delta_softplus);
-}
-
-torch::Tensor selective_scan(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,
-                             const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& D,
-                             const torch::Tensor& z, const torch::Tensor& delta_bias, bool delta_softplus) {
-  return std::get<0>(selective_scan_with_state(u, delta, A, B, C, D, z, delta_bias, delta_softplus));
 }
 
 }  // namespace samba::kernels

@@ -1,0 +1,122 @@
+// Per-op kernel benchmark: time of the dispatched op (forward, forward + backward), the
+// bytes it must move and the floor those bytes and its exponentials set, on the device
+// found (CUDA if present). Usage:
+//   bench_kernels [batch=8] [channels=3072] [length=4096] [state=16] [reps=20]
+// The floor: max(bytes / HBM bandwidth, exponentials / multi-function-unit rate), with the
+// H200's measured 4.3 TB/s and 16 exp per SM per clock at the device's clock.
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <vector>
+
+#include "samba/kernels/causal_conv1d.h"
+#include "samba/kernels/selective_scan.h"
+
+namespace {
+
+constexpr double kHbmBytesPerS = 4.3e12;
+constexpr double kExpPerS = 16.0 * 132 * 1.98e9;  // H200: 132 SMs, ~1.98 GHz under load
+
+void sync(const torch::Device& d) {
+  if (d.is_cuda()) torch::cuda::synchronize();
+}
+
+// Runs matrix products for about a second: an idle GPU starts at a low clock and takes a
+// while to raise it, which would make the first op measured look several times slower.
+void warm_up(const torch::Device& d) {
+  if (!d.is_cuda()) return;
+  auto m = torch::randn({8192, 8192}, torch::TensorOptions().dtype(torch::kBFloat16).device(d));
+  const auto t0 = std::chrono::steady_clock::now();
+  while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < 1.0) {
+    for (int i = 0; i < 10; ++i) m = torch::matmul(m, m).mul_(1e-4);
+    sync(d);
+  }
+}
+
+// Median over reps of one call, after two warm-ups.
+double median_ms(const torch::Device& d, int reps, const std::function<void()>& fn) {
+  fn();
+  fn();
+  sync(d);
+  std::vector<double> ms;
+  for (int i = 0; i < reps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    sync(d);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+void row(const char* op, const char* pass, double ms, double bytes, double exps) {
+  const double floor_ms = std::max(bytes / kHbmBytesPerS, exps / kExpPerS) * 1e3;
+  std::printf("| %-16s | %-8s | %9.3f | %10.1f | %9.3f | %6.1f%% |\n", op, pass, ms, bytes / 1e6, floor_ms,
+              100.0 * floor_ms / ms);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int64_t batch = argc > 1 ? std::atoll(argv[1]) : 8, E = argc > 2 ? std::atoll(argv[2]) : 3072,
+                L = argc > 3 ? std::atoll(argv[3]) : 4096, N = argc > 4 ? std::atoll(argv[4]) : 16;
+  const int reps = argc > 5 ? std::atoi(argv[5]) : 20;
+  const torch::Device dev = torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  const auto act = dev.is_cuda() ? torch::kBFloat16 : torch::kFloat32;
+  const double el = static_cast<double>(batch * E * L), esz = dev.is_cuda() ? 2.0 : 4.0;
+  std::printf("kernels on %s, batch %lld, channels %lld, length %lld, state %lld, %s activations, median of %d\n",
+              dev.is_cuda() ? "cuda" : "cpu", static_cast<long long>(batch), static_cast<long long>(E),
+              static_cast<long long>(L), static_cast<long long>(N), dev.is_cuda() ? "bf16" : "fp32", reps);
+  std::printf("| %-16s | %-8s | %9s | %10s | %9s | %7s |\n", "op", "pass", "ms", "MB moved", "floor ms", "floor");
+  std::printf("|------------------|----------|-----------|------------|-----------|---------|\n");
+  namespace K = samba::kernels;
+  warm_up(dev);
+  torch::manual_seed(0);
+  auto a = torch::TensorOptions().dtype(act).device(dev);
+  auto f = torch::TensorOptions().dtype(torch::kFloat32).device(dev);
+  {
+    // The Mamba layer's layouts: delta, z, B, C are transposed views of matmul outputs.
+    auto u = torch::randn({batch, E, L}, a).requires_grad_();
+    auto delta = (torch::randn({batch, L, E}, a) * 0.5 - 1).transpose(1, 2).detach().requires_grad_();
+    auto z = torch::randn({batch, L, E}, a).transpose(1, 2).detach().requires_grad_();
+    auto B = torch::randn({batch, L, N}, a).transpose(1, 2).detach().requires_grad_();
+    auto C = torch::randn({batch, L, N}, a).transpose(1, 2).detach().requires_grad_();
+    auto A = (-torch::rand({E, N}, f) - 0.1).requires_grad_();
+    auto D = torch::randn({E}, f).requires_grad_(), bias = torch::randn({E}, f).requires_grad_();
+    auto go = torch::randn({batch, E, L}, a);
+    const double io = 4 * el * esz + 2.0 * batch * N * L * esz;
+    const double fwd = median_ms(dev, reps, [&] {
+      torch::NoGradGuard ng;
+      K::selective_scan(u, delta, A, B, C, D, z, bias, true);
+    });
+    row("selective_scan", "fwd", fwd, io, el * N);
+    const double both = median_ms(dev, reps, [&] {
+      auto y = K::selective_scan(u, delta, A, B, C, D, z, bias, true);
+      torch::autograd::grad({y}, {u, delta, A, B, C, D, z, bias}, {go});
+    });
+    // Backward reads u, delta, z, B, C, grad_out and writes three gradients; it recomputes
+    // the forward (twice, in its chunked form) so its exponentials are 2-3x the forward's.
+    row("selective_scan", "fwd+bwd", both, io + 7 * el * esz, 3 * el * N);
+  }
+  {
+    auto x = torch::randn({batch, L, E}, a).transpose(1, 2).detach().requires_grad_();
+    auto w = torch::randn({E, 4}, f).requires_grad_(), b = torch::randn({E}, f).requires_grad_();
+    auto go = torch::randn({batch, E, L}, a);
+    const double fwd = median_ms(dev, reps, [&] {
+      torch::NoGradGuard ng;
+      K::causal_conv1d(x, w, b, true);
+    });
+    row("causal_conv1d", "fwd", fwd, 2 * el * esz, el);
+    const double both = median_ms(dev, reps, [&] {
+      auto y = K::causal_conv1d(x, w, b, true);
+      torch::autograd::grad({y}, {x, w, b}, {go});
+    });
+    row("causal_conv1d", "fwd+bwd", both, 5 * el * esz, 2 * el);
+  }
+  return 0;
+}

@@ -1,0 +1,473 @@
+// The selective scan on CUDA, forward and backward (see scan_cuda.h for the interface).
+//
+// Layout of the work. One thread owns NT states of one channel (b, e) and runs them through
+// the whole sequence; the `tpc` threads of a channel sit in adjacent lanes and sum their
+// parts of y = C . h with shuffles. A block owns `cpb` channels of one batch row and walks
+// the sequence in tiles: the block loads the tile's u, dt = softplus(delta + bias), B and C
+// into shared memory (coalesced, whatever the layout of each input), the threads run the
+// recurrence out of shared memory, and the block writes the gated output back. The cost is
+// the exponentials, one per (channel, state, step): the threads keep the multi-function
+// unit busy and the loads of other blocks overlap with them.
+//
+// Backward recomputes instead of storing per-step states: the forward is re-run once in a
+// states-only mode that keeps the state every kScanChunk steps (a transient workspace, not
+// saved activations); then each chunk, from the last, is recomputed from its saved state,
+// keeping the state every kBwdSub steps in shared memory, and each sub-chunk is recomputed
+// once more into registers (states and decays) and walked backwards.
+//
+// Determinism: no atomics. Per-channel sums (dA, dD, d bias) are accumulated by the thread
+// that owns the channel, in time order; B and C are shared by the channels, so each block
+// sums its channels' contributions in a fixed order into its own slot of a partial buffer,
+// and a second kernel sums the slots in order.
+#include <algorithm>
+
+#include "../common/cuda_util.cuh"
+#include "scan_cuda.h"
+
+namespace samba::kernels::cuda {
+namespace {
+
+constexpr int kThreads = 128;
+constexpr int kFwdTile = 32;  // divides kScanChunk
+constexpr int kFwdNT = 8;     // states per thread, forward
+constexpr int kBwdNT = 4;     // states per thread, backward (more registers per state)
+constexpr int kBwdSub = 8;    // steps kept in registers in backward
+constexpr float kLog2e = 1.4426950408889634f;
+
+static_assert(kScanChunk % kFwdTile == 0 && kScanChunk % kBwdSub == 0, "tiles must divide the chunk");
+
+// How a block splits its work: tpc threads per channel (a power of two), cpb channels.
+struct Split {
+  int tpc, npad, cpb, threads;
+};
+Split make_split(int N, int nt, int max_channels, int max_threads) {
+  Split s{};
+  s.tpc = 1;
+  while (s.tpc * nt < N) s.tpc <<= 1;
+  s.npad = s.tpc * nt;
+  s.cpb = std::max(1, std::min(max_threads / s.tpc, max_channels));
+  s.threads = s.cpb * s.tpc;
+  return s;
+}
+
+__host__ __device__ inline int num_chunks(int L) { return (L + kScanChunk - 1) / kScanChunk; }
+
+// Loads the tile's u and dt (rows x len) and B, C ((len x npad), zero past N) into shared
+// memory.
+template <typename T>
+__device__ void load_scan_tile(const ScanArgs& a, int b, int e0, int rows, int t0, int len, int ld, int npad,
+                               float* s_u, float* s_dt, float* s_B, float* s_C) {
+  gather_tile(
+      rows, len, time_fast(a.u.s_row, a.u.s_time), [&](int r, int t) { return load<T>(a.u, b, e0 + r, t0 + t); },
+      [&](int r, int t, float v) { s_u[r * ld + t] = v; });
+  gather_tile(
+      rows, len, time_fast(a.delta.s_row, a.delta.s_time),
+      [&](int r, int t) { return load<T>(a.delta, b, e0 + r, t0 + t); },
+      [&](int r, int t, float v) {
+        const float x = v + (a.bias ? a.bias[e0 + r] : 0.f);
+        s_dt[r * ld + t] = a.softplus ? softplus(x) : x;
+      });
+  const bool bc_fast = time_fast(a.B.s_row, a.B.s_time);
+  gather_tile(
+      npad, len, bc_fast, [&](int n, int t) { return n < a.N ? load<T>(a.B, b, n, t0 + t) : 0.f; },
+      [&](int n, int t, float v) { s_B[t * npad + n] = v; });
+  gather_tile(
+      npad, len, bc_fast, [&](int n, int t) { return n < a.N ? load<T>(a.C, b, n, t0 + t) : 0.f; },
+      [&](int n, int t, float v) { s_C[t * npad + n] = v; });
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) scan_fwd_kernel(ScanArgs a, MutView3 out, float* last_state,
+                                                            float* chunk_states, Split sp) {
+  extern __shared__ float smem[];
+  constexpr int NT = kFwdNT;
+  const int ld = kFwdTile + 1;  // odd stride: lanes reading one step of different channels hit different banks
+  float* s_dt = smem;
+  float* s_u = s_dt + sp.cpb * ld;
+  float* s_y = s_u + sp.cpb * ld;  // [tpc][cpb][ld]: each thread's part of C . h, summed at the end
+  float* s_B = s_y + sp.tpc * sp.cpb * ld;
+  float* s_C = s_B + kFwdTile * sp.npad;
+
+  const int b = blockIdx.y, e0 = blockIdx.x * sp.cpb;
+  const int rows = min(sp.cpb, a.E - e0);
+  const int c = threadIdx.x / sp.tpc, g = threadIdx.x % sp.tpc, n0 = g * NT;
+  const int e = e0 + c;
+  // Every thread runs the loop; only active ones write outside shared memory.
+  const bool active = c < rows;
+  float A2[NT], h[NT];
+#pragma unroll
+  for (int j = 0; j < NT; ++j) {
+    A2[j] = (active && n0 + j < a.N) ? a.A[static_cast<int64_t>(e) * a.N + n0 + j] * kLog2e : 0.f;
+    h[j] = 0.f;
+  }
+  const bool want_y = out.data != nullptr;
+  const int nchunks = num_chunks(a.L);
+  const float* my_dt = s_dt + c * ld;
+  const float* my_u = s_u + c * ld;
+  float* my_y = s_y + (g * sp.cpb + c) * ld;
+  // One step; no cross-lane traffic, so unrolled steps overlap (the exponentials of step t+1
+  // do not wait for the state of step t).
+  auto step = [&](int t) {
+    const float dt = my_dt[t], dtu = dt * my_u[t];
+    const float* Bt = s_B + t * sp.npad + n0;
+    const float* Ct = s_C + t * sp.npad + n0;
+    float y0 = 0.f, y1 = 0.f;
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+      h[j] = fast_exp2(dt * A2[j]) * h[j] + dtu * Bt[j];
+      if (j % 2 == 0)
+        y0 += Ct[j] * h[j];
+      else
+        y1 += Ct[j] * h[j];
+    }
+    my_y[t] = y0 + y1;
+  };
+  for (int t0 = 0; t0 < a.L; t0 += kFwdTile) {
+    const int len = min(kFwdTile, a.L - t0);
+    if (chunk_states && t0 % kScanChunk == 0 && active) {
+      float* dst = chunk_states + ((static_cast<int64_t>(b) * a.E + e) * nchunks + t0 / kScanChunk) * a.N;
+#pragma unroll
+      for (int j = 0; j < NT; ++j)
+        if (n0 + j < a.N) dst[n0 + j] = h[j];
+    }
+    load_scan_tile<T>(a, b, e0, rows, t0, len, ld, sp.npad, s_u, s_dt, s_B, s_C);
+    __syncthreads();
+    if (len == kFwdTile) {
+#pragma unroll 8
+      for (int t = 0; t < kFwdTile; ++t) step(t);
+    } else {
+      for (int t = 0; t < len; ++t) step(t);
+    }
+    __syncthreads();
+    if (want_y) {
+      gather_tile(
+          rows, len, time_fast(out.s_row, out.s_time),
+          [&](int r, int t) { return a.z.data ? load<T>(a.z, b, e0 + r, t0 + t) : 0.f; },
+          [&](int r, int t, float zv) {
+            float y = 0.f;
+            for (int k = 0; k < sp.tpc; ++k) y += s_y[(k * sp.cpb + r) * ld + t];
+            if (a.D) y += a.D[e0 + r] * s_u[r * ld + t];
+            if (a.z.data) y *= zv * sigmoid(zv);
+            store<T>(out, b, e0 + r, t0 + t, y);
+          });
+    }
+    __syncthreads();
+  }
+  if (last_state && active) {
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+      if (n0 + j < a.N) last_state[(static_cast<int64_t>(b) * a.E + e) * a.N + n0 + j] = h[j];
+  }
+}
+
+struct BwdOut {
+  MutView3 u, delta, z;
+  float *part_B, *part_C;   // (groups, batch, L, N)
+  float* part_A;            // (batch, E, N)
+  float *part_D, *part_bias;  // (batch, E)
+};
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) scan_bwd_kernel(ScanArgs a, View3 gout, BwdOut o,
+                                                            const float* chunk_states, Split sp) {
+  extern __shared__ float smem[];
+  constexpr int NT = kBwdNT;
+  const int ld = kScanChunk + 1;
+  float* s_dt = smem;
+  float* s_u = s_dt + sp.cpb * ld;
+  float* s_gy = s_u + sp.cpb * ld;   // dLoss/d(y before the gate)
+  float* s_gdt = s_gy + sp.cpb * ld; // first y before the gate, then dLoss/d(delta + bias)
+  float* s_gu = s_gdt + sp.cpb * ld;
+  float* s_B = s_gu + sp.cpb * ld;
+  float* s_C = s_B + kScanChunk * sp.npad;
+  const int ldr = sp.npad + 1;                            // padded: channels of a warp hit different banks
+  float* s_redB = s_C + kScanChunk * sp.npad;             // [kBwdSub][cpb][ldr]
+  float* s_redC = s_redB + kBwdSub * sp.cpb * ldr;
+  float* s_sub = s_redC + kBwdSub * sp.cpb * ldr;         // [kScanChunk / kBwdSub][NT][threads]
+
+  const int b = blockIdx.y, e0 = blockIdx.x * sp.cpb;
+  const int rows = min(sp.cpb, a.E - e0);
+  const int c = threadIdx.x / sp.tpc, g = threadIdx.x % sp.tpc, n0 = g * NT;
+  const int e = e0 + c;
+  const bool active = c < rows;
+  float A[NT], A2[NT], gA[NT], gh[NT];
+#pragma unroll
+  for (int j = 0; j < NT; ++j) {
+    A[j] = (active && n0 + j < a.N) ? a.A[static_cast<int64_t>(e) * a.N + n0 + j] : 0.f;
+    A2[j] = A[j] * kLog2e;
+    gA[j] = 0.f;
+    gh[j] = 0.f;
+  }
+  const float Dv = (active && a.D) ? a.D[e] : 0.f;
+  float gD = 0.f, gbias = 0.f;
+  const int nchunks = num_chunks(a.L);
+  const int64_t part_base = static_cast<int64_t>(blockIdx.x * a.batch + b) * a.L;
+
+  for (int k = nchunks - 1; k >= 0; --k) {
+    const int t0 = k * kScanChunk, len = min(kScanChunk, a.L - t0);
+    __syncthreads();  // the previous chunk's writers are done with shared memory
+    load_scan_tile<T>(a, b, e0, rows, t0, len, ld, sp.npad, s_u, s_dt, s_B, s_C);
+    const bool g_fast = time_fast(gout.s_row, gout.s_time);
+    gather_tile(
+        rows, len, g_fast, [&](int r, int t) { return load<T>(gout, b, e0 + r, t0 + t); },
+        [&](int r, int t, float v) { s_gy[r * ld + t] = v; });
+    // z in gout's traversal order: the gate multiplies in place; s_gdt keeps silu'(z) terms
+    // for the z gradient below (it is free until the chunk recompute writes y there).
+    if (a.z.data) {
+      __syncthreads();
+      gather_tile(
+          rows, len, g_fast, [&](int r, int t) { return load<T>(a.z, b, e0 + r, t0 + t); },
+          [&](int r, int t, float zv) {
+            const float sg = sigmoid(zv);
+            s_gu[r * ld + t] = s_gy[r * ld + t] * sg * (1.f + zv * (1.f - sg));  // dLoss/dy_gated * silu'(z)
+            s_gy[r * ld + t] *= zv * sg;
+          });
+    }
+    __syncthreads();
+
+    // Recompute the chunk from its saved state; keep the state before every sub-chunk.
+    float h[NT];
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+      h[j] = (active && n0 + j < a.N)
+                 ? chunk_states[((static_cast<int64_t>(b) * a.E + e) * nchunks + k) * a.N + n0 + j]
+                 : 0.f;
+    const int nsub = (len + kBwdSub - 1) / kBwdSub;
+    for (int s = 0; s < nsub; ++s) {
+#pragma unroll
+      for (int j = 0; j < NT; ++j) s_sub[(s * NT + j) * sp.threads + threadIdx.x] = h[j];
+#pragma unroll
+      for (int i = 0; i < kBwdSub; ++i) {
+        const int t = s * kBwdSub + i;
+        if (t < len) {
+          const float dt = s_dt[c * ld + t], uu = s_u[c * ld + t], dtu = dt * uu;
+          float y = 0.f;
+#pragma unroll
+          for (int j = 0; j < NT; ++j) {
+            h[j] = fast_exp2(dt * A2[j]) * h[j] + dtu * s_B[t * sp.npad + n0 + j];
+            y += s_C[t * sp.npad + n0 + j] * h[j];
+          }
+          y = group_sum(y, sp.tpc);
+          if (g == 0) s_gdt[c * ld + t] = y + Dv * uu;
+        }
+      }
+    }
+    __syncthreads();
+    if (o.z.data) {
+      for_tile(rows, len, time_fast(o.z.s_row, o.z.s_time),
+               [&](int r, int t) { store<T>(o.z, b, e0 + r, t0 + t, s_gu[r * ld + t] * s_gdt[r * ld + t]); });
+    }
+    __syncthreads();
+
+    for (int s = nsub - 1; s >= 0; --s) {
+      float hb[NT], hs[kBwdSub][NT], dec[kBwdSub][NT];
+#pragma unroll
+      for (int j = 0; j < NT; ++j) hb[j] = s_sub[(s * NT + j) * sp.threads + threadIdx.x];
+      {
+        float hc[NT];
+#pragma unroll
+        for (int j = 0; j < NT; ++j) hc[j] = hb[j];
+#pragma unroll
+        for (int i = 0; i < kBwdSub; ++i) {
+          const int t = s * kBwdSub + i;
+          if (t < len) {
+            const float dt = s_dt[c * ld + t], dtu = dt * s_u[c * ld + t];
+#pragma unroll
+            for (int j = 0; j < NT; ++j) {
+              dec[i][j] = fast_exp2(dt * A2[j]);
+              hc[j] = dec[i][j] * hc[j] + dtu * s_B[t * sp.npad + n0 + j];
+              hs[i][j] = hc[j];
+            }
+          }
+        }
+      }
+#pragma unroll
+      for (int i = kBwdSub - 1; i >= 0; --i) {
+        const int t = s * kBwdSub + i;
+        if (t >= len) continue;
+        const float gy = s_gy[c * ld + t], dt = s_dt[c * ld + t], uu = s_u[c * ld + t], dtu = dt * uu;
+        float gdt = 0.f, gu = 0.f;
+        float* redB = s_redB + (i * sp.cpb + c) * ldr + n0;
+        float* redC = s_redC + (i * sp.cpb + c) * ldr + n0;
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+          const float Bn = s_B[t * sp.npad + n0 + j], Cn = s_C[t * sp.npad + n0 + j];
+          gh[j] += gy * Cn;
+          redC[j] = gy * hs[i][j];
+          const float hp = i > 0 ? hs[i > 0 ? i - 1 : 0][j] : hb[j];
+          const float ge = gh[j] * hp * dec[i][j];  // dLoss/d(dt * A)
+          gA[j] += ge * dt;
+          gdt += ge * A[j] + gh[j] * Bn * uu;
+          redB[j] = gh[j] * dtu;
+          gu += gh[j] * Bn;
+          gh[j] *= dec[i][j];
+        }
+        gdt = group_sum(gdt, sp.tpc);
+        gu = group_sum(gu, sp.tpc) * dt;
+        if (g == 0) {
+          // softplus'(x) = sigmoid(x) = 1 - exp(-softplus(x)), from dt itself.
+          const float gpre = a.softplus ? gdt * one_minus_exp_neg(dt) : gdt;
+          s_gdt[c * ld + t] = gpre;
+          s_gu[c * ld + t] = gu + gy * Dv;
+          gD += gy * uu;
+          gbias += gpre;
+        }
+      }
+      __syncthreads();
+      // dB, dC of this sub-chunk: sum the block's channels in order.
+      for (int p = threadIdx.x; p < kBwdSub * sp.npad; p += blockDim.x) {
+        const int i = p / sp.npad, n = p % sp.npad, t = s * kBwdSub + i;
+        if (t < len && n < a.N) {
+          float sb = 0.f, sc = 0.f;
+          const float* rb = s_redB + i * sp.cpb * ldr + n;
+          const float* rc = s_redC + i * sp.cpb * ldr + n;
+#pragma unroll 8
+          for (int cc = 0; cc < rows; ++cc) {
+            sb += rb[cc * ldr];
+            sc += rc[cc * ldr];
+          }
+          const int64_t idx = (part_base + t0 + t) * a.N + n;
+          o.part_B[idx] = sb;
+          o.part_C[idx] = sc;
+        }
+      }
+      __syncthreads();
+    }
+    for_tile(rows, len, time_fast(o.u.s_row, o.u.s_time),
+             [&](int r, int t) { store<T>(o.u, b, e0 + r, t0 + t, s_gu[r * ld + t]); });
+    for_tile(rows, len, time_fast(o.delta.s_row, o.delta.s_time),
+             [&](int r, int t) { store<T>(o.delta, b, e0 + r, t0 + t, s_gdt[r * ld + t]); });
+  }
+  if (active) {
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+      if (n0 + j < a.N) o.part_A[(static_cast<int64_t>(b) * a.E + e) * a.N + n0 + j] = gA[j];
+    if (g == 0) {
+      o.part_D[static_cast<int64_t>(b) * a.E + e] = gD;
+      o.part_bias[static_cast<int64_t>(b) * a.E + e] = gbias;
+    }
+  }
+}
+
+// out[i] = sum over g of part[g * inner + i], g in order.
+__global__ void sum_slices_kernel(const float* part, int slices, int64_t inner, float* out) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < inner;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    float s = 0.f;
+    for (int g = 0; g < slices; ++g) s += part[g * inner + i];
+    out[i] = s;
+  }
+}
+
+Status sum_slices(const float* part, int slices, int64_t inner, float* out, cudaStream_t stream) {
+  if (inner == 0) return nullptr;
+  const int blocks = static_cast<int>(std::min<int64_t>((inner + 255) / 256, 4096));
+  sum_slices_kernel<<<blocks, 256, 0, stream>>>(part, slices, inner, out);
+  return launch_status();
+}
+
+size_t fwd_smem(const Split& sp) {
+  return sizeof(float) * ((2 + sp.tpc) * sp.cpb * (kFwdTile + 1) + 2 * kFwdTile * sp.npad);
+}
+size_t bwd_smem(const Split& sp) {
+  return sizeof(float) * (5 * sp.cpb * (kScanChunk + 1) + 2 * kScanChunk * sp.npad +
+                          2 * kBwdSub * sp.cpb * (sp.npad + 1) + (kScanChunk / kBwdSub) * sp.threads * kBwdNT);
+}
+
+// Forward blocks are small (2 warps for N = 16): a block's warps wait for its tile loads
+// together, so many small blocks per SM keep some computing while others load.
+Split fwd_split(int N) { return make_split(N, kFwdNT, 32, 64); }
+Split bwd_split(int N) { return make_split(N, kBwdNT, 32, kThreads); }
+
+template <typename T>
+Status launch_forward(const ScanArgs& a, MutView3 out, float* last_state, float* chunk_states, cudaStream_t stream) {
+  const Split sp = fwd_split(a.N);
+  const dim3 grid((a.E + sp.cpb - 1) / sp.cpb, a.batch);
+  const size_t smem = fwd_smem(sp);
+  if (smem > 48 * 1024) {
+    const cudaError_t err =
+        cudaFuncSetAttribute(scan_fwd_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    if (err != cudaSuccess) return cudaGetErrorString(err);
+  }
+  scan_fwd_kernel<T><<<grid, sp.threads, smem, stream>>>(a, out, last_state, chunk_states, sp);
+  return launch_status();
+}
+
+struct Workspace {
+  float *chunk_states, *part_B, *part_C, *part_A, *part_D, *part_bias;
+  size_t total;
+};
+Workspace carve(const ScanArgs& a, float* base) {
+  const Split sp = bwd_split(a.N);
+  const int64_t groups = (a.E + sp.cpb - 1) / sp.cpb;
+  const int64_t n_states = static_cast<int64_t>(a.batch) * a.E * num_chunks(a.L) * a.N;
+  const int64_t n_part = groups * a.batch * a.L * a.N;
+  const int64_t n_A = static_cast<int64_t>(a.batch) * a.E * a.N, n_D = static_cast<int64_t>(a.batch) * a.E;
+  Workspace w{};
+  int64_t used = 0;
+  auto take = [&used, base](int64_t n) {
+    float* r = base ? base + used : nullptr;
+    used += n;
+    return r;
+  };
+  w.chunk_states = take(n_states);
+  w.part_B = take(n_part);
+  w.part_C = take(n_part);
+  w.part_A = take(n_A);
+  w.part_D = take(n_D);
+  w.part_bias = take(n_D);
+  w.total = static_cast<size_t>(used);
+  return w;
+}
+
+template <typename T>
+Status launch_backward(const ScanArgs& a, View3 gout, const ScanGrads& g, float* workspace, cudaStream_t stream) {
+  const Workspace w = carve(a, workspace);
+  if (Status s = launch_forward<T>(a, MutView3{}, nullptr, w.chunk_states, stream)) return s;
+  const Split sp = bwd_split(a.N);
+  const int groups = (a.E + sp.cpb - 1) / sp.cpb;
+  const dim3 grid(groups, a.batch);
+  const size_t smem = bwd_smem(sp);
+  const cudaError_t err =
+      cudaFuncSetAttribute(scan_bwd_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  if (err != cudaSuccess) return cudaGetErrorString(err);
+  const BwdOut o{g.u, g.delta, g.z, w.part_B, w.part_C, w.part_A, w.part_D, w.part_bias};
+  scan_bwd_kernel<T><<<grid, sp.threads, smem, stream>>>(a, gout, o, w.chunk_states, sp);
+  if (Status s = launch_status()) return s;
+  const int64_t bln = static_cast<int64_t>(a.batch) * a.L * a.N;
+  if (Status s = sum_slices(w.part_B, groups, bln, g.B, stream)) return s;
+  if (Status s = sum_slices(w.part_C, groups, bln, g.C, stream)) return s;
+  if (Status s = sum_slices(w.part_A, a.batch, static_cast<int64_t>(a.E) * a.N, g.A, stream)) return s;
+  if (g.D)
+    if (Status s = sum_slices(w.part_D, a.batch, a.E, g.D, stream)) return s;
+  if (g.bias)
+    if (Status s = sum_slices(w.part_bias, a.batch, a.E, g.bias, stream)) return s;
+  return nullptr;
+}
+
+Status check_args(const ScanArgs& a) {
+  if (a.batch < 1 || a.E < 1 || a.L < 1 || a.N < 1) return "selective_scan (CUDA): empty shape";
+  if (a.N > kScanMaxState) return "selective_scan (CUDA): state size above kScanMaxState";
+  if (static_cast<int64_t>(a.batch) > 65535) return "selective_scan (CUDA): batch above 65535";
+  return nullptr;
+}
+
+}  // namespace
+
+Status selective_scan_forward(const ScanArgs& a, MutView3 out, float* last_state, float* chunk_states, void* stream) {
+  if (Status s = check_args(a)) return s;
+  auto st = static_cast<cudaStream_t>(stream);
+  return a.type == ElemType::kBFloat16 ? launch_forward<__nv_bfloat16>(a, out, last_state, chunk_states, st)
+                                       : launch_forward<float>(a, out, last_state, chunk_states, st);
+}
+
+size_t selective_scan_backward_workspace(const ScanArgs& a) { return carve(a, nullptr).total; }
+
+Status selective_scan_backward(const ScanArgs& a, View3 grad_out, const ScanGrads& g, float* workspace, void* stream) {
+  if (Status s = check_args(a)) return s;
+  auto st = static_cast<cudaStream_t>(stream);
+  return a.type == ElemType::kBFloat16 ? launch_backward<__nv_bfloat16>(a, grad_out, g, workspace, st)
+                                       : launch_backward<float>(a, grad_out, g, workspace, st);
+}
+
+}  // namespace samba::kernels::cuda

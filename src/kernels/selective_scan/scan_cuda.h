@@ -1,0 +1,47 @@
+#pragma once
+// The CUDA selective scan, torch-free (see common/cuda_types.h). Shapes and the recurrence
+// are those of include/samba/kernels/selective_scan.h; the glue (cuda.cpp) converts A, D and
+// delta_bias to contiguous fp32 and allocates outputs and the workspace.
+#include <cstddef>
+
+#include "../common/cuda_types.h"
+
+namespace samba::kernels::cuda {
+
+// States are saved every kScanChunk steps (backward restarts each chunk from them).
+constexpr int kScanChunk = 64;
+// Largest state size the kernels handle (states are spread over up to 32 lanes).
+constexpr int kScanMaxState = 128;
+
+struct ScanArgs {
+  int batch = 0, E = 0, N = 0, L = 0;
+  bool softplus = false;
+  ElemType type = ElemType::kFloat32;  // of u, delta, z, B, C, the output and grad_out
+  View3 u, delta, z, B, C;             // z.data may be null; B, C are (batch, N, L)
+  const float* A = nullptr;            // (E, N) contiguous
+  const float* D = nullptr;            // (E) or null
+  const float* bias = nullptr;         // (E) or null
+};
+
+// out (batch, E, L) in `type` (out.data may be null: states only); last_state (batch, E, N)
+// fp32 or null; chunk_states (batch, E, ceil(L / kScanChunk), N) fp32 or null: the state
+// before each chunk's first step.
+Status selective_scan_forward(const ScanArgs& a, MutView3 out, float* last_state, float* chunk_states, void* stream);
+
+struct ScanGrads {
+  MutView3 u, delta, z;  // in `type`; z.data null when there is no z
+  float* A = nullptr;    // (E, N)
+  float* B = nullptr;    // (batch, L, N): note the layout, the glue returns a transposed view
+  float* C = nullptr;    // (batch, L, N)
+  float* D = nullptr;    // (E) or null
+  float* bias = nullptr; // (E) or null
+};
+
+// fp32 scratch the backward needs, in floats.
+size_t selective_scan_backward_workspace(const ScanArgs& a);
+
+// Deterministic: every sum is taken in a fixed order (per-block partial buffers reduced by a
+// second kernel), no atomics.
+Status selective_scan_backward(const ScanArgs& a, View3 grad_out, const ScanGrads& g, float* workspace, void* stream);
+
+}  // namespace samba::kernels::cuda

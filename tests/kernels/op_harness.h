@@ -1,0 +1,231 @@
+#pragma once
+// The table-driven op-test harness (after ggml's test-backend-ops): every kernel op x backend
+// x dtype x shape, forward and gradients, against an fp64 oracle on the CPU.
+//
+// Adding an op = one OpCase in op_table(): how to draw its inputs for a shape, the oracle,
+// and its implementations (backends) with the devices and dtypes each handles. Each run
+//   1. draws fp64 inputs, rounds the activation inputs to the dtype under test (parameters
+//      stay fp32) and moves them to the backend's device;
+//   2. runs the backend with poison_outputs() on (every buffer it allocates starts as NaN);
+//   3. runs the oracle in fp64 on the same (rounded) values, so only the backend's own
+//      arithmetic is measured;
+//   4. compares outputs and the gradients of loss = sum_k <out_k, w_k> (random w) by
+//      max|a - b| / max|b| against per-dtype tolerances; NaN never passes.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "samba/kernels/causal_conv1d.h"
+#include "samba/kernels/common.h"
+#include "samba/kernels/selective_scan.h"
+
+namespace samba::testing::ops {
+
+using Tensors = std::vector<torch::Tensor>;
+using Shape = std::vector<int64_t>;
+
+struct Tolerance {
+  double forward, grad;
+};
+
+struct Backend {
+  std::string name;
+  torch::DeviceType device;
+  std::vector<torch::ScalarType> dtypes;
+  std::function<Tensors(const Tensors&, const Shape&)> run;
+};
+
+struct OpCase {
+  std::string op;
+  std::vector<Shape> shapes;  // the op's own meaning, documented at its entry
+  // fp64 CPU inputs for a shape (undefined = absent optional input).
+  std::function<Tensors(const Shape&)> make_inputs;
+  std::vector<bool> is_activation;  // rounded to the dtype under test; others stay fp32
+  std::vector<bool> needs_grad;
+  int differentiable_outputs = 1;   // the first k outputs enter the loss
+  std::function<Tensors(const Tensors&, const Shape&)> oracle;
+  std::vector<Backend> backends;
+  std::map<torch::ScalarType, Tolerance> tolerance;
+};
+
+inline double rel_err(const torch::Tensor& a, const torch::Tensor& b) {
+  auto a64 = a.detach().to(torch::kCPU, torch::kFloat64), b64 = b.detach().to(torch::kCPU, torch::kFloat64);
+  const double num = (a64 - b64).abs().max().item<double>();
+  const double den = std::max(b64.abs().max().item<double>(), 1e-30);
+  return num / den;  // NaN if a has a NaN: fails every comparison below
+}
+
+// --- the table -------------------------------------------------------------------------
+
+inline Tensors scan_inputs(const Shape& s) {
+  // {batch, E, N, L, with z/D/bias, softplus}
+  const int64_t batch = s[0], E = s[1], N = s[2], L = s[3];
+  auto o = torch::TensorOptions().dtype(torch::kFloat64);
+  Tensors t(8);
+  t[0] = torch::randn({batch, E, L}, o);                // u
+  // delta: around -1 before a softplus; without one it is dt itself, so keep it positive
+  // (a negative dt makes exp(dt A) > 1 and the state overflow fp32 within a few dozen steps).
+  t[1] = s[5] ? torch::randn({batch, E, L}, o) * 0.5 - 1.0 : torch::rand({batch, E, L}, o) * 0.3 + 0.01;
+  t[2] = -torch::rand({E, N}, o) * 2.0 - 0.1;           // A
+  t[3] = torch::randn({batch, N, L}, o);                // B
+  t[4] = torch::randn({batch, N, L}, o);                // C
+  if (s[4]) {
+    t[5] = torch::randn({E}, o);                        // D
+    t[6] = torch::randn({batch, E, L}, o);              // z
+    t[7] = s[5] ? torch::randn({E}, o) * 0.3 : torch::rand({E}, o) * 0.1;  // delta_bias (dt stays > 0)
+  }
+  return t;
+}
+
+inline Tensors conv_inputs(const Shape& s) {
+  // {batch, C, L, K, with bias, silu, with initial state}
+  auto o = torch::TensorOptions().dtype(torch::kFloat64);
+  Tensors t(4);
+  t[0] = torch::randn({s[0], s[1], s[2]}, o);
+  t[1] = torch::randn({s[1], s[3]}, o) * 0.5;
+  if (s[4]) t[2] = torch::randn({s[1]}, o);
+  if (s[6]) t[3] = torch::randn({s[0], s[1], s[3] - 1}, o);
+  return t;
+}
+
+inline std::vector<OpCase> op_table() {
+  namespace K = samba::kernels;
+  std::vector<OpCase> table;
+  // fp64 only where it is not the oracle's own path (that comparison could not fail).
+  const auto all = std::vector<torch::ScalarType>{torch::kFloat64, torch::kFloat32, torch::kBFloat16};
+  const auto low = std::vector<torch::ScalarType>{torch::kFloat32, torch::kBFloat16};
+
+  {
+    OpCase c;
+    c.op = "selective_scan";
+    // Odd shapes: batch 1, channels not a multiple of a block (64 / 32), lengths not a
+    // multiple of the chunk (64) or tile (32), state sizes that are not a power of two.
+    c.shapes = {{1, 3, 2, 5, 1, 1}, {2, 70, 16, 133, 1, 1}, {3, 33, 5, 64, 0, 0}, {1, 40, 16, 257, 1, 0}};
+    c.make_inputs = scan_inputs;
+    c.is_activation = {true, true, false, true, true, false, true, false};
+    c.needs_grad = {true, true, true, true, true, true, true, true};
+    c.differentiable_outputs = 1;
+    auto bind = [](auto fn) {
+      return [fn](const Tensors& t, const Shape& s) {
+        auto [y, h] = fn(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], /*softplus=*/s[5] != 0);
+        return Tensors{y, h};
+      };
+    };
+    c.oracle = bind(&K::selective_scan_reference);
+    c.backends = {{"reference", torch::kCPU, low, bind(&K::selective_scan_reference)},
+                  {"cpu", torch::kCPU, all, bind(&K::selective_scan_cpu)},
+                  {"cuda", torch::kCUDA, low, bind(&K::selective_scan_cuda)}};
+    c.tolerance = {{torch::kFloat64, {1e-10, 1e-9}}, {torch::kFloat32, {1e-4, 1e-3}}, {torch::kBFloat16, {1e-2, 2e-2}}};
+    table.push_back(c);
+  }
+  {
+    OpCase c;
+    c.op = "causal_conv1d";
+    c.shapes = {{1, 3, 5, 4, 1, 1, 0}, {2, 130, 300, 4, 1, 1, 1}, {3, 7, 2, 3, 0, 0, 1}, {2, 129, 513, 2, 1, 1, 0}};
+    c.make_inputs = conv_inputs;
+    c.is_activation = {true, false, false, false};
+    c.needs_grad = {true, true, true, false};
+    c.differentiable_outputs = 1;
+    auto bind = [](auto fn) {
+      return [fn](const Tensors& t, const Shape& s) { return Tensors{fn(t[0], t[1], t[2], /*silu=*/s[5] != 0, t[3])}; };
+    };
+    c.oracle = bind(&K::causal_conv1d_reference);
+    c.backends = {{"reference", torch::kCPU, low, bind(&K::causal_conv1d_reference)},
+                  {"cuda", torch::kCUDA, low, bind(&K::causal_conv1d_cuda)}};
+    c.tolerance = {{torch::kFloat64, {1e-12, 1e-12}}, {torch::kFloat32, {1e-5, 1e-5}}, {torch::kBFloat16, {1e-2, 1e-2}}};
+    table.push_back(c);
+  }
+  return table;
+}
+
+// --- the runner ------------------------------------------------------------------------
+
+struct Run {
+  size_t op, backend, shape;
+  torch::ScalarType dtype;
+};
+
+inline std::string run_name(const std::vector<OpCase>& table, const Run& r) {
+  std::string s = table[r.op].op + "_" + table[r.op].backends[r.backend].name + "_" + c10::toString(r.dtype) + "_s" +
+                  std::to_string(r.shape);
+  return s;
+}
+
+// Every (op, backend, dtype, shape) whose backend runs on `device`.
+inline std::vector<Run> runs_on(torch::DeviceType device) {
+  std::vector<Run> out;
+  const auto table = op_table();
+  for (size_t o = 0; o < table.size(); ++o)
+    for (size_t b = 0; b < table[o].backends.size(); ++b) {
+      const auto& be = table[o].backends[b];
+      if (be.device != device) continue;
+      for (auto dt : be.dtypes)
+        for (size_t s = 0; s < table[o].shapes.size(); ++s) out.push_back({o, b, s, dt});
+    }
+  return out;
+}
+
+inline void check_run(const Run& r, uint64_t seed = 1234) {
+  const auto table = op_table();
+  const OpCase& c = table[r.op];
+  const Backend& be = c.backends[r.backend];
+  const Tolerance tol = c.tolerance.at(r.dtype);
+  torch::manual_seed(seed + r.shape);
+  const Tensors base = c.make_inputs(c.shapes[r.shape]);
+  const torch::Device device(be.device);
+  const auto param_dtype = r.dtype == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+
+  Tensors in(base.size()), in_ref(base.size()), grad_in, grad_ref;
+  for (size_t i = 0; i < base.size(); ++i) {
+    if (!base[i].defined()) continue;
+    auto v = base[i].to(c.is_activation[i] ? r.dtype : param_dtype);
+    in[i] = v.to(device).detach().requires_grad_(c.needs_grad[i]);
+    in_ref[i] = v.to(torch::kFloat64).detach().requires_grad_(c.needs_grad[i]);
+    if (c.needs_grad[i]) {
+      grad_in.push_back(in[i]);
+      grad_ref.push_back(in_ref[i]);
+    }
+  }
+  samba::kernels::set_poison_outputs(true);
+  Tensors out;
+  try {
+    out = be.run(in, c.shapes[r.shape]);
+  } catch (...) {
+    samba::kernels::set_poison_outputs(false);
+    throw;
+  }
+  const Tensors ref = c.oracle(in_ref, c.shapes[r.shape]);
+  ASSERT_EQ(out.size(), ref.size());
+  for (size_t k = 0; k < out.size(); ++k) {
+    ASSERT_TRUE(out[k].defined()) << "output " << k;
+    EXPECT_EQ(out[k].sizes(), ref[k].sizes()) << "output " << k;
+    EXPECT_EQ(out[k].device().type(), be.device) << "output " << k;
+    if (k < static_cast<size_t>(c.differentiable_outputs)) EXPECT_EQ(out[k].scalar_type(), r.dtype) << "output " << k;
+    EXPECT_LT(rel_err(out[k], ref[k]), tol.forward) << "output " << k;
+  }
+  torch::Tensor loss, loss_ref;
+  for (int k = 0; k < c.differentiable_outputs; ++k) {
+    auto w = torch::randn(ref[k].sizes(), torch::kFloat64);
+    auto term = (out[k].to(torch::kFloat64) * w.to(device)).sum();
+    auto term_ref = (ref[k] * w).sum();
+    loss = loss.defined() ? loss + term : term;
+    loss_ref = loss_ref.defined() ? loss_ref + term_ref : term_ref;
+  }
+  auto g = torch::autograd::grad({loss}, grad_in, {}, false, false, /*allow_unused=*/true);
+  samba::kernels::set_poison_outputs(false);
+  auto g_ref = torch::autograd::grad({loss_ref}, grad_ref, {}, false, false, true);
+  for (size_t i = 0, k = 0; i < base.size(); ++i) {
+    if (!base[i].defined() || !c.needs_grad[i]) continue;
+    ASSERT_TRUE(g[k].defined()) << "grad of input " << i;
+    EXPECT_EQ(g[k].sizes(), grad_in[k].sizes()) << "grad of input " << i;
+    EXPECT_EQ(g[k].scalar_type(), grad_in[k].scalar_type()) << "grad of input " << i;
+    EXPECT_LT(rel_err(g[k], g_ref[k]), tol.grad) << "grad of input " << i;
+    ++k;
+  }
+}
+
+}  // namespace samba::testing::ops

@@ -1,0 +1,41 @@
+// The op table (op_harness.h) on the CPU backends.
+#include "op_harness.h"
+
+namespace {
+using namespace samba::testing::ops;
+
+class OpsCpu : public ::testing::TestWithParam<Run> {};
+
+TEST_P(OpsCpu, MatchesFp64Oracle) { check_run(GetParam()); }
+
+INSTANTIATE_TEST_SUITE_P(Table, OpsCpu, ::testing::ValuesIn(runs_on(torch::kCPU)),
+                         [](const ::testing::TestParamInfo<Run>& info) { return run_name(op_table(), info.param); });
+
+// The harness itself must catch a kernel that leaves an output element unwritten.
+TEST(OpsHarness, PoisonMarksUnwrittenOutputs) {
+  samba::kernels::set_poison_outputs(true);
+  auto t = samba::kernels::new_output({4}, torch::kFloat32);
+  samba::kernels::set_poison_outputs(false);
+  EXPECT_TRUE(t.isnan().all().item<bool>());
+  auto ref = torch::zeros({4});
+  EXPECT_FALSE(rel_err(t, ref) < 1.0);
+}
+
+TEST(OpsHarness, ReferenceSwitchOverridesDispatch) {
+  auto in = scan_inputs({1, 3, 2, 5, 1, 1});
+  for (auto& t : in)
+    if (t.defined()) t = t.to(torch::kFloat32).requires_grad_();
+  auto run = [&] { return samba::kernels::selective_scan(in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], true); };
+  const bool before = samba::kernels::use_reference_kernels();
+  samba::kernels::set_use_reference_kernels(false);
+  auto fast = run();
+  samba::kernels::set_use_reference_kernels(true);
+  auto ref = run();
+  samba::kernels::set_use_reference_kernels(before);
+  ASSERT_TRUE(fast.grad_fn() && ref.grad_fn());
+  EXPECT_NE(fast.grad_fn()->name().find("SelectiveScan"), std::string::npos) << fast.grad_fn()->name();
+  EXPECT_EQ(ref.grad_fn()->name().find("SelectiveScan"), std::string::npos) << ref.grad_fn()->name();
+  EXPECT_LT(rel_err(fast, ref), 1e-5);
+}
+
+}  // namespace
