@@ -24,7 +24,10 @@ for s in $steps; do
           tail -3 "$OUT/test_gpu.log" ;;
     unit) build/tests/unit_test_mamba >"$OUT/unit.log" 2>&1 || rc=1; tail -3 "$OUT/unit.log"
           build/tests/kernels_test_selective_scan >>"$OUT/unit.log" 2>&1 || rc=1; tail -3 "$OUT/unit.log" ;;
-    bench) build/bench/bench_kernels 8 3072 4096 16 10 2>&1 | tee "$OUT/bench_kernels.log" ;;
+    bench) build/bench/bench_kernels 8 3072 4096 16 10 2>&1 | tee "$OUT/bench_kernels.log"
+           echo "-- SAMBA_SCAN_LOAD_BATCH=1 (one load in flight per thread)"
+           SAMBA_SCAN_LOAD_BATCH=1 build/bench/bench_kernels 8 3072 4096 16 10 2>&1 | grep selective |
+             tee -a "$OUT/bench_kernels.log" ;;
     ncu) ncu --clock-control none --metrics gpu__time_duration.sum -k "regex:scan|conv|sum_slices" -c 14 \
            build/bench/bench_kernels 8 3072 4096 16 1 >"$OUT/ncu.log" 2>&1
          grep -E "^  [a-z_:<>0-9A-Z]+.*\(|gpu__time_duration" "$OUT/ncu.log" | sed -E 's/\(int, int, int\)//' | cut -c1-110 ;;

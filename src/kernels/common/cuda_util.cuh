@@ -71,8 +71,7 @@ __device__ __forceinline__ void for_tile(int rows, int cols, bool time_fast, F&&
 // flight at once instead of one latency each. The code stays small on purpose: an earlier
 // fully unrolled version ran slower, which points at the instruction cache.
 // `load(r, c)` returns a float, `use(r, c, value)` consumes it.
-constexpr int kGatherBatch = 4;
-template <typename Load, typename Use>
+template <int kGatherBatch, typename Load, typename Use>
 __device__ __forceinline__ void gather_tile(int rows, int cols, bool time_fast, Load&& load, Use&& use) {
   TileWalk w(rows, cols, time_fast);
   while (w.valid()) {

@@ -20,6 +20,7 @@
 // sums its channels' contributions in a fixed order into its own slot of a partial buffer,
 // and a second kernel sums the slots in order.
 #include <algorithm>
+#include <cstdlib>
 
 #include "../common/cuda_util.cuh"
 #include "scan_cuda.h"
@@ -33,6 +34,7 @@ constexpr int kFwdNT = 8;     // states per thread, forward
 constexpr int kBwdNT = 4;     // states per thread, backward (more registers per state)
 constexpr int kBwdSub = 8;    // steps kept in registers in backward
 constexpr float kLog2e = 1.4426950408889634f;
+constexpr int kLoadBatch = 4;  // loads in flight per thread in the tile loads
 
 static_assert(kScanChunk % kFwdTile == 0 && kScanChunk % kBwdSub == 0, "tiles must divide the chunk");
 
@@ -54,13 +56,13 @@ __host__ __device__ inline int num_chunks(int L) { return (L + kScanChunk - 1) /
 
 // Loads the tile's u and dt (rows x len) and B, C ((len x npad), zero past N) into shared
 // memory.
-template <typename T>
+template <typename T, int GB>
 __device__ void load_scan_tile(const ScanArgs& a, int b, int e0, int rows, int t0, int len, int ld, int npad,
                                float* s_u, float* s_dt, float* s_B, float* s_C) {
-  gather_tile(
+  gather_tile<GB>(
       rows, len, time_fast(a.u.s_row, a.u.s_time), [&](int r, int t) { return load<T>(a.u, b, e0 + r, t0 + t); },
       [&](int r, int t, float v) { s_u[r * ld + t] = v; });
-  gather_tile(
+  gather_tile<GB>(
       rows, len, time_fast(a.delta.s_row, a.delta.s_time),
       [&](int r, int t) { return load<T>(a.delta, b, e0 + r, t0 + t); },
       [&](int r, int t, float v) {
@@ -68,15 +70,15 @@ __device__ void load_scan_tile(const ScanArgs& a, int b, int e0, int rows, int t
         s_dt[r * ld + t] = a.softplus ? softplus(x) : x;
       });
   const bool bc_fast = time_fast(a.B.s_row, a.B.s_time);
-  gather_tile(
+  gather_tile<GB>(
       npad, len, bc_fast, [&](int n, int t) { return n < a.N ? load<T>(a.B, b, n, t0 + t) : 0.f; },
       [&](int n, int t, float v) { s_B[t * npad + n] = v; });
-  gather_tile(
+  gather_tile<GB>(
       npad, len, bc_fast, [&](int n, int t) { return n < a.N ? load<T>(a.C, b, n, t0 + t) : 0.f; },
       [&](int n, int t, float v) { s_C[t * npad + n] = v; });
 }
 
-template <typename T>
+template <typename T, int GB>
 __global__ void __launch_bounds__(kThreads) scan_fwd_kernel(ScanArgs a, MutView3 out, float* last_state,
                                                             float* chunk_states, Split sp) {
   extern __shared__ float smem[];
@@ -130,7 +132,7 @@ __global__ void __launch_bounds__(kThreads) scan_fwd_kernel(ScanArgs a, MutView3
       for (int j = 0; j < NT; ++j)
         if (n0 + j < a.N) dst[n0 + j] = h[j];
     }
-    load_scan_tile<T>(a, b, e0, rows, t0, len, ld, sp.npad, s_u, s_dt, s_B, s_C);
+    load_scan_tile<T, GB>(a, b, e0, rows, t0, len, ld, sp.npad, s_u, s_dt, s_B, s_C);
     __syncthreads();
     if (len == kFwdTile) {
 #pragma unroll 8
@@ -140,7 +142,7 @@ __global__ void __launch_bounds__(kThreads) scan_fwd_kernel(ScanArgs a, MutView3
     }
     __syncthreads();
     if (want_y) {
-      gather_tile(
+      gather_tile<GB>(
           rows, len, time_fast(out.s_row, out.s_time),
           [&](int r, int t) { return a.z.data ? load<T>(a.z, b, e0 + r, t0 + t) : 0.f; },
           [&](int r, int t, float zv) {
@@ -167,7 +169,7 @@ struct BwdOut {
   float *part_D, *part_bias;  // (batch, E)
 };
 
-template <typename T>
+template <typename T, int GB>
 __global__ void __launch_bounds__(kThreads) scan_bwd_kernel(ScanArgs a, View3 gout, BwdOut o,
                                                             const float* chunk_states, Split sp) {
   extern __shared__ float smem[];
@@ -206,16 +208,16 @@ __global__ void __launch_bounds__(kThreads) scan_bwd_kernel(ScanArgs a, View3 go
   for (int k = nchunks - 1; k >= 0; --k) {
     const int t0 = k * kScanChunk, len = min(kScanChunk, a.L - t0);
     __syncthreads();  // the previous chunk's writers are done with shared memory
-    load_scan_tile<T>(a, b, e0, rows, t0, len, ld, sp.npad, s_u, s_dt, s_B, s_C);
+    load_scan_tile<T, GB>(a, b, e0, rows, t0, len, ld, sp.npad, s_u, s_dt, s_B, s_C);
     const bool g_fast = time_fast(gout.s_row, gout.s_time);
-    gather_tile(
+    gather_tile<GB>(
         rows, len, g_fast, [&](int r, int t) { return load<T>(gout, b, e0 + r, t0 + t); },
         [&](int r, int t, float v) { s_gy[r * ld + t] = v; });
     // z in gout's traversal order: the gate multiplies in place; s_gdt keeps silu'(z) terms
     // for the z gradient below (it is free until the chunk recompute writes y there).
     if (a.z.data) {
       __syncthreads();
-      gather_tile(
+      gather_tile<GB>(
           rows, len, g_fast, [&](int r, int t) { return load<T>(a.z, b, e0 + r, t0 + t); },
           [&](int r, int t, float zv) {
             const float sg = sigmoid(zv);
@@ -379,18 +381,35 @@ size_t bwd_smem(const Split& sp) {
 Split fwd_split(int N) { return make_split(N, kFwdNT, 32, 64); }
 Split bwd_split(int N) { return make_split(N, kBwdNT, 32, kThreads); }
 
-template <typename T>
-Status launch_forward(const ScanArgs& a, MutView3 out, float* last_state, float* chunk_states, cudaStream_t stream) {
+// Loads in flight per thread in the tile loads (GB). SAMBA_SCAN_LOAD_BATCH=1 selects the
+// one-at-a-time loads, for measuring; read once.
+int load_batch() {
+  static const int gb = [] {
+    const char* v = std::getenv("SAMBA_SCAN_LOAD_BATCH");
+    return (v && std::atoi(v) == 1) ? 1 : kLoadBatch;
+  }();
+  return gb;
+}
+
+template <typename T, int GB>
+Status launch_forward_gb(const ScanArgs& a, MutView3 out, float* last_state, float* chunk_states,
+                         cudaStream_t stream) {
   const Split sp = fwd_split(a.N);
   const dim3 grid((a.E + sp.cpb - 1) / sp.cpb, a.batch);
   const size_t smem = fwd_smem(sp);
   if (smem > 48 * 1024) {
     const cudaError_t err =
-        cudaFuncSetAttribute(scan_fwd_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+        cudaFuncSetAttribute(scan_fwd_kernel<T, GB>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (err != cudaSuccess) return cudaGetErrorString(err);
   }
-  scan_fwd_kernel<T><<<grid, sp.threads, smem, stream>>>(a, out, last_state, chunk_states, sp);
+  scan_fwd_kernel<T, GB><<<grid, sp.threads, smem, stream>>>(a, out, last_state, chunk_states, sp);
   return launch_status();
+}
+
+template <typename T>
+Status launch_forward(const ScanArgs& a, MutView3 out, float* last_state, float* chunk_states, cudaStream_t stream) {
+  return load_batch() == 1 ? launch_forward_gb<T, 1>(a, out, last_state, chunk_states, stream)
+                           : launch_forward_gb<T, kLoadBatch>(a, out, last_state, chunk_states, stream);
 }
 
 struct Workspace {
@@ -420,8 +439,8 @@ Workspace carve(const ScanArgs& a, float* base) {
   return w;
 }
 
-template <typename T>
-Status launch_backward(const ScanArgs& a, View3 gout, const ScanGrads& g, float* workspace, cudaStream_t stream) {
+template <typename T, int GB>
+Status launch_backward_gb(const ScanArgs& a, View3 gout, const ScanGrads& g, float* workspace, cudaStream_t stream) {
   const Workspace w = carve(a, workspace);
   if (Status s = launch_forward<T>(a, MutView3{}, nullptr, w.chunk_states, stream)) return s;
   const Split sp = bwd_split(a.N);
@@ -429,10 +448,10 @@ Status launch_backward(const ScanArgs& a, View3 gout, const ScanGrads& g, float*
   const dim3 grid(groups, a.batch);
   const size_t smem = bwd_smem(sp);
   const cudaError_t err =
-      cudaFuncSetAttribute(scan_bwd_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+      cudaFuncSetAttribute(scan_bwd_kernel<T, GB>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
   if (err != cudaSuccess) return cudaGetErrorString(err);
   const BwdOut o{g.u, g.delta, g.z, w.part_B, w.part_C, w.part_A, w.part_D, w.part_bias};
-  scan_bwd_kernel<T><<<grid, sp.threads, smem, stream>>>(a, gout, o, w.chunk_states, sp);
+  scan_bwd_kernel<T, GB><<<grid, sp.threads, smem, stream>>>(a, gout, o, w.chunk_states, sp);
   if (Status s = launch_status()) return s;
   const int64_t bln = static_cast<int64_t>(a.batch) * a.L * a.N;
   if (Status s = sum_slices(w.part_B, groups, bln, g.B, stream)) return s;
@@ -443,6 +462,12 @@ Status launch_backward(const ScanArgs& a, View3 gout, const ScanGrads& g, float*
   if (g.bias)
     if (Status s = sum_slices(w.part_bias, a.batch, a.E, g.bias, stream)) return s;
   return nullptr;
+}
+
+template <typename T>
+Status launch_backward(const ScanArgs& a, View3 gout, const ScanGrads& g, float* workspace, cudaStream_t stream) {
+  return load_batch() == 1 ? launch_backward_gb<T, 1>(a, gout, g, workspace, stream)
+                           : launch_backward_gb<T, kLoadBatch>(a, gout, g, workspace, stream);
 }
 
 Status check_args(const ScanArgs& a) {
