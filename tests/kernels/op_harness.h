@@ -136,7 +136,8 @@ inline std::vector<OpCase> op_table() {
     c.oracle = bind(&K::causal_conv1d_reference);
     c.backends = {{"reference", torch::kCPU, low, bind(&K::causal_conv1d_reference)},
                   {"cuda", torch::kCUDA, low, bind(&K::causal_conv1d_cuda)}};
-    c.tolerance = {{torch::kFloat64, {1e-12, 1e-12}}, {torch::kFloat32, {1e-5, 1e-5}}, {torch::kBFloat16, {1e-2, 1e-2}}};
+    // bf16 gradients: torch's conv1d (the reference backend) accumulates in bf16 itself.
+    c.tolerance = {{torch::kFloat64, {1e-12, 1e-12}}, {torch::kFloat32, {1e-5, 1e-5}}, {torch::kBFloat16, {1e-2, 3e-2}}};
     table.push_back(c);
   }
   return table;
