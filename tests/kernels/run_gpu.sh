@@ -21,12 +21,18 @@ for s in $steps; do
   case $s in
     test) build/tests/kernels_test_ops_gpu >"$OUT/test_gpu.log" 2>&1 || rc=1
           grep -E "^\[  (FAILED|PASSED) |FAILED|Failure|error|rel_err|Which is|Expected" "$OUT/test_gpu.log" | head -60
-          tail -3 "$OUT/test_gpu.log" ;;
+          tail -3 "$OUT/test_gpu.log"
+          echo "-- the same tests with SAMBA_SCAN_FWD_STATES=4"
+          SAMBA_SCAN_FWD_STATES=4 build/tests/kernels_test_ops_gpu >"$OUT/test_gpu_nt4.log" 2>&1 || rc=1
+          grep -E "^\[  (FAILED|PASSED) " "$OUT/test_gpu_nt4.log" | head -20 ;;
     unit) build/tests/unit_test_mamba >"$OUT/unit.log" 2>&1 || rc=1; tail -3 "$OUT/unit.log"
           build/tests/kernels_test_selective_scan >>"$OUT/unit.log" 2>&1 || rc=1; tail -3 "$OUT/unit.log" ;;
     bench) build/bench/bench_kernels 8 3072 4096 16 10 2>&1 | tee "$OUT/bench_kernels.log"
            echo "-- SAMBA_SCAN_LOAD_BATCH=1 (one load in flight per thread)"
            SAMBA_SCAN_LOAD_BATCH=1 build/bench/bench_kernels 8 3072 4096 16 10 2>&1 | grep selective |
+             tee -a "$OUT/bench_kernels.log"
+           echo "-- SAMBA_SCAN_FWD_STATES=4 (4 states per forward thread)"
+           SAMBA_SCAN_FWD_STATES=4 build/bench/bench_kernels 8 3072 4096 16 10 2>&1 | grep selective |
              tee -a "$OUT/bench_kernels.log" ;;
     ncu) ncu --clock-control none --metrics gpu__time_duration.sum -k "regex:scan|conv|sum_slices" -c 14 \
            build/bench/bench_kernels 8 3072 4096 16 1 >"$OUT/ncu.log" 2>&1

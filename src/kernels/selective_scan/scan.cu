@@ -30,7 +30,7 @@ namespace {
 
 constexpr int kThreads = 128;
 constexpr int kFwdTile = 32;  // divides kScanChunk
-constexpr int kFwdNT = 8;     // states per thread, forward
+constexpr int kFwdNT = 8;     // states per thread, forward (SAMBA_SCAN_FWD_STATES=4 selects 4)
 constexpr int kBwdNT = 4;     // states per thread, backward (more registers per state)
 constexpr int kBwdSub = 8;    // steps kept in registers in backward
 constexpr float kLog2e = 1.4426950408889634f;
@@ -78,11 +78,10 @@ __device__ void load_scan_tile(const ScanArgs& a, int b, int e0, int rows, int t
       [&](int n, int t, float v) { s_C[t * npad + n] = v; });
 }
 
-template <typename T, int GB>
+template <typename T, int GB, int NT>
 __global__ void __launch_bounds__(kThreads) scan_fwd_kernel(ScanArgs a, MutView3 out, float* last_state,
                                                             float* chunk_states, Split sp) {
   extern __shared__ float smem[];
-  constexpr int NT = kFwdNT;
   const int ld = kFwdTile + 1;  // odd stride: lanes reading one step of different channels hit different banks
   float* s_dt = smem;
   float* s_u = s_dt + sp.cpb * ld;
@@ -378,38 +377,45 @@ size_t bwd_smem(const Split& sp) {
 
 // Forward blocks are small (2 warps for N = 16): a block's warps wait for its tile loads
 // together, so many small blocks per SM keep some computing while others load.
-Split fwd_split(int N) { return make_split(N, kFwdNT, 32, 64); }
+Split fwd_split(int N, int nt) { return make_split(N, nt, 32, 64); }
 Split bwd_split(int N) { return make_split(N, kBwdNT, 32, kThreads); }
 
-// Loads in flight per thread in the tile loads (GB). SAMBA_SCAN_LOAD_BATCH=1 selects the
-// one-at-a-time loads, for measuring; read once.
+// Variants kept for measuring, chosen once from the environment: SAMBA_SCAN_LOAD_BATCH=1
+// (one load in flight per thread in the tile loads, the first version) and
+// SAMBA_SCAN_FWD_STATES=4 (4 states per forward thread: twice the warps, half the work each).
+bool env_is(const char* name, int value) {
+  const char* v = std::getenv(name);
+  return v != nullptr && std::atoi(v) == value;
+}
 int load_batch() {
-  static const int gb = [] {
-    const char* v = std::getenv("SAMBA_SCAN_LOAD_BATCH");
-    return (v && std::atoi(v) == 1) ? 1 : kLoadBatch;
-  }();
+  static const int gb = env_is("SAMBA_SCAN_LOAD_BATCH", 1) ? 1 : kLoadBatch;
   return gb;
 }
+int fwd_states() {
+  static const int nt = env_is("SAMBA_SCAN_FWD_STATES", 4) ? 4 : kFwdNT;
+  return nt;
+}
 
-template <typename T, int GB>
+template <typename T, int GB, int NT>
 Status launch_forward_gb(const ScanArgs& a, MutView3 out, float* last_state, float* chunk_states,
                          cudaStream_t stream) {
-  const Split sp = fwd_split(a.N);
+  const Split sp = fwd_split(a.N, NT);
   const dim3 grid((a.E + sp.cpb - 1) / sp.cpb, a.batch);
   const size_t smem = fwd_smem(sp);
   if (smem > 48 * 1024) {
     const cudaError_t err =
-        cudaFuncSetAttribute(scan_fwd_kernel<T, GB>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+        cudaFuncSetAttribute(scan_fwd_kernel<T, GB, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (err != cudaSuccess) return cudaGetErrorString(err);
   }
-  scan_fwd_kernel<T, GB><<<grid, sp.threads, smem, stream>>>(a, out, last_state, chunk_states, sp);
+  scan_fwd_kernel<T, GB, NT><<<grid, sp.threads, smem, stream>>>(a, out, last_state, chunk_states, sp);
   return launch_status();
 }
 
 template <typename T>
 Status launch_forward(const ScanArgs& a, MutView3 out, float* last_state, float* chunk_states, cudaStream_t stream) {
-  return load_batch() == 1 ? launch_forward_gb<T, 1>(a, out, last_state, chunk_states, stream)
-                           : launch_forward_gb<T, kLoadBatch>(a, out, last_state, chunk_states, stream);
+  if (load_batch() == 1) return launch_forward_gb<T, 1, kFwdNT>(a, out, last_state, chunk_states, stream);
+  if (fwd_states() == 4) return launch_forward_gb<T, kLoadBatch, 4>(a, out, last_state, chunk_states, stream);
+  return launch_forward_gb<T, kLoadBatch, kFwdNT>(a, out, last_state, chunk_states, stream);
 }
 
 struct Workspace {
