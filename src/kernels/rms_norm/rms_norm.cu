@@ -1,0 +1,147 @@
+// RMSNorm + residual add on CUDA. Forward: one block per row; the sum of squares is reduced
+// in a fixed order (warp tree, then the warps' sums in order), so results are reproducible.
+// Backward: blocks own fixed runs of rows and accumulate the weight gradient of their rows
+// in shared memory (each column always by the same thread); a second kernel sums the blocks'
+// partials in order. No atomics.
+#include <algorithm>
+
+#include "../common/cuda_util.cuh"
+#include "rms_norm_cuda.h"
+
+namespace samba::kernels::cuda {
+namespace {
+
+constexpr int kNormThreads = 256;
+constexpr int kMaxBwdBlocks = 512;
+
+// Sum over the block, the same value in every thread; `sh` holds >= 32 floats.
+__device__ float block_sum(float v, float* sh) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = (blockDim.x + 31) / 32;
+  if (lane == 0) sh[warp] = v;
+  __syncthreads();
+  float total = 0.f;
+  for (int w = 0; w < warps; ++w) total += sh[w];
+  __syncthreads();  // sh is reused by the next call
+  return total;
+}
+
+template <typename TX, typename TY>
+__global__ void __launch_bounds__(kNormThreads) rms_fwd_kernel(RmsNormArgs a, float* rout, TY* y, float* rstd) {
+  __shared__ float sh[32];
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * a.d;
+  const TX* x = static_cast<const TX*>(a.x) + base;
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < a.d; i += blockDim.x) {
+    const float r = to_float(x[i]) + (a.residual ? a.residual[base + i] : 0.f);
+    rout[base + i] = r;
+    ss += r * r;
+  }
+  const float rs = rsqrtf(block_sum(ss, sh) / a.d + a.eps);
+  if (threadIdx.x == 0) rstd[blockIdx.x] = rs;
+  for (int i = threadIdx.x; i < a.d; i += blockDim.x) y[base + i] = from_float<TY>(rout[base + i] * rs * a.weight[i]);
+}
+
+template <typename TX, typename TY>
+__global__ void __launch_bounds__(kNormThreads)
+    rms_bwd_kernel(RmsNormArgs a, const float* rout, const float* rstd, const TY* gy, const float* grout, TX* gx,
+                   float* gres, float* part_w, int64_t rows_per_block) {
+  extern __shared__ float s_gw[];  // [d]
+  __shared__ float sh[32];
+  for (int i = threadIdx.x; i < a.d; i += blockDim.x) s_gw[i] = 0.f;
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * rows_per_block;
+  const int64_t last = a.rows < first + rows_per_block ? a.rows : first + rows_per_block;
+  for (int64_t row = first; row < last; ++row) {
+    const int64_t base = row * a.d;
+    const float rs = rstd[row];
+    float dot = 0.f;  // sum of dL/dn * n over the row
+    for (int i = threadIdx.x; i < a.d; i += blockDim.x)
+      dot += to_float(gy[base + i]) * a.weight[i] * rout[base + i] * rs;
+    const float mean_dot = block_sum(dot, sh) / a.d;
+    for (int i = threadIdx.x; i < a.d; i += blockDim.x) {
+      const float n = rout[base + i] * rs, g = to_float(gy[base + i]);
+      float gr = rs * (g * a.weight[i] - n * mean_dot);
+      if (grout) gr += grout[base + i];
+      gx[base + i] = from_float<TX>(gr);
+      if (gres) gres[base + i] = gr;
+      s_gw[i] += g * n;
+    }
+  }
+  for (int i = threadIdx.x; i < a.d; i += blockDim.x) part_w[static_cast<int64_t>(blockIdx.x) * a.d + i] = s_gw[i];
+}
+
+__global__ void sum_blocks_kernel(const float* part, int blocks, int d, float* out) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= d) return;
+  float s = 0.f;
+  for (int b = 0; b < blocks; ++b) s += part[static_cast<int64_t>(b) * d + i];
+  out[i] = s;
+}
+
+int bwd_blocks(const RmsNormArgs& a) { return static_cast<int>(std::min<int64_t>(a.rows, kMaxBwdBlocks)); }
+
+template <typename TX, typename TY>
+Status fwd(const RmsNormArgs& a, float* rout, void* y, float* rstd, cudaStream_t s) {
+  rms_fwd_kernel<TX, TY><<<static_cast<unsigned>(a.rows), kNormThreads, 0, s>>>(a, rout, static_cast<TY*>(y), rstd);
+  return launch_status();
+}
+
+template <typename TX, typename TY>
+Status bwd(const RmsNormArgs& a, const float* rout, const float* rstd, const void* gy, const float* grout, void* gx,
+           float* gres, float* gw, float* ws, cudaStream_t s) {
+  const int blocks = bwd_blocks(a);
+  const int64_t per = (a.rows + blocks - 1) / blocks;
+  const size_t smem = sizeof(float) * a.d;
+  if (smem > 48 * 1024) {
+    const cudaError_t e = cudaFuncSetAttribute(rms_bwd_kernel<TX, TY>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(smem));
+    if (e != cudaSuccess) return cudaGetErrorString(e);
+  }
+  rms_bwd_kernel<TX, TY><<<blocks, kNormThreads, smem, s>>>(a, rout, rstd, static_cast<const TY*>(gy), grout,
+                                                            static_cast<TX*>(gx), gres, ws, per);
+  if (Status st = launch_status()) return st;
+  sum_blocks_kernel<<<(a.d + 255) / 256, 256, 0, s>>>(ws, blocks, a.d, gw);
+  return launch_status();
+}
+
+Status check(const RmsNormArgs& a) {
+  if (a.rows < 1 || a.d < 1) return "rms_norm (CUDA): empty shape";
+  if (a.rows > 0x7fffffff) return "rms_norm (CUDA): too many rows";
+  if (a.d > 48 * 1024) return "rms_norm (CUDA): feature size above 49152";
+  return nullptr;
+}
+
+}  // namespace
+
+Status rms_norm_forward(const RmsNormArgs& a, float* residual_out, void* y, float* rstd, void* stream) {
+  if (Status s = check(a)) return s;
+  auto st = static_cast<cudaStream_t>(stream);
+  const bool xb = a.x_type == ElemType::kBFloat16, yb = a.y_type == ElemType::kBFloat16;
+  if (xb && yb) return fwd<__nv_bfloat16, __nv_bfloat16>(a, residual_out, y, rstd, st);
+  if (xb) return fwd<__nv_bfloat16, float>(a, residual_out, y, rstd, st);
+  if (yb) return fwd<float, __nv_bfloat16>(a, residual_out, y, rstd, st);
+  return fwd<float, float>(a, residual_out, y, rstd, st);
+}
+
+size_t rms_norm_backward_workspace(const RmsNormArgs& a) { return static_cast<size_t>(bwd_blocks(a)) * a.d; }
+
+Status rms_norm_backward(const RmsNormArgs& a, const float* residual_out, const float* rstd, const void* grad_y,
+                         const float* grad_residual_out, void* grad_x, float* grad_residual, float* grad_weight,
+                         float* workspace, void* stream) {
+  if (Status s = check(a)) return s;
+  auto st = static_cast<cudaStream_t>(stream);
+  const bool xb = a.x_type == ElemType::kBFloat16, yb = a.y_type == ElemType::kBFloat16;
+  if (xb && yb)
+    return bwd<__nv_bfloat16, __nv_bfloat16>(a, residual_out, rstd, grad_y, grad_residual_out, grad_x, grad_residual,
+                                             grad_weight, workspace, st);
+  if (xb)
+    return bwd<__nv_bfloat16, float>(a, residual_out, rstd, grad_y, grad_residual_out, grad_x, grad_residual,
+                                     grad_weight, workspace, st);
+  if (yb)
+    return bwd<float, __nv_bfloat16>(a, residual_out, rstd, grad_y, grad_residual_out, grad_x, grad_residual,
+                                     grad_weight, workspace, st);
+  return bwd<float, float>(a, residual_out, rstd, grad_y, grad_residual_out, grad_x, grad_residual, grad_weight,
+                           workspace, st);
+}
+
+}  // namespace samba::kernels::cuda
