@@ -1,6 +1,7 @@
 #include "samba/model/model.h"
 
 #include "samba/core/error.h"
+#include "samba/kernels/linear_cross_entropy.h"
 
 namespace samba {
 
@@ -59,10 +60,8 @@ torch::Tensor LanguageModelImpl::logits_from_hidden(const torch::Tensor& hidden)
 torch::Tensor LanguageModelImpl::forward(const torch::Tensor& tokens) { return logits_from_hidden(hidden_states(tokens)); }
 
 torch::Tensor LanguageModelImpl::loss(const torch::Tensor& tokens, const torch::Tensor& targets) {
-  auto logits = forward(tokens);
-  return torch::nn::functional::cross_entropy(
-      logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}),
-      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-1));
+  // LM head fused with the loss, chunked over tokens: the (tokens x vocab) logits never exist.
+  return kernels::linear_cross_entropy(hidden_states(tokens), lm_head_weight(), targets, /*ignore_index=*/-1);
 }
 
 DecodeState LanguageModelImpl::make_state(int64_t batch) {

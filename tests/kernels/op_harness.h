@@ -21,6 +21,7 @@
 
 #include "samba/kernels/causal_conv1d.h"
 #include "samba/kernels/common.h"
+#include "samba/kernels/linear_cross_entropy.h"
 #include "samba/kernels/rms_norm.h"
 #include "samba/kernels/selective_scan.h"
 
@@ -48,6 +49,7 @@ struct OpCase {
   std::vector<bool> is_activation;  // rounded to the dtype under test; others stay fp32
   std::vector<bool> needs_grad;
   int differentiable_outputs = 1;   // the first k outputs enter the loss
+  bool first_output_in_dtype = true;  // else it is fp32 whatever the inputs (a loss)
   std::function<Tensors(const Tensors&, const Shape&)> oracle;
   std::vector<Backend> backends;
   std::map<torch::ScalarType, Tolerance> tolerance;
@@ -100,6 +102,17 @@ inline Tensors norm_inputs(const Shape& s) {
   t[0] = torch::randn({s[0], s[1], s[2]}, o);
   if (s[3]) t[1] = torch::randn({s[0], s[1], s[2]}, o) * 3.0;
   t[2] = torch::rand({s[2]}, o) + 0.5;
+  return t;
+}
+
+inline Tensors lce_inputs(const Shape& s) {
+  // {batch, T, d, vocab, chunk}; about a fifth of the targets ignored (-1)
+  auto o = torch::TensorOptions().dtype(torch::kFloat64);
+  Tensors t(3);
+  t[0] = torch::randn({s[0], s[1], s[2]}, o);
+  t[1] = torch::randn({s[3], s[2]}, o) * 0.3;
+  t[2] = torch::randint(s[3], {s[0], s[1]}, torch::kLong);
+  t[2].masked_fill_(torch::rand({s[0], s[1]}) < 0.2, -1);
   return t;
 }
 
@@ -172,6 +185,26 @@ inline std::vector<OpCase> op_table() {
     c.tolerance = {{torch::kFloat64, {1e-12, 1e-12}}, {torch::kFloat32, {1e-5, 1e-5}}, {torch::kBFloat16, {1e-2, 1e-2}}};
     table.push_back(c);
   }
+  {
+    OpCase c;
+    c.op = "linear_cross_entropy";
+    // Chunks that do not divide the tokens (14 by 5, 12 by 7) and the automatic chunk.
+    c.shapes = {{2, 7, 16, 50, 5}, {1, 33, 8, 11, 0}, {3, 4, 32, 1000, 7}};
+    c.make_inputs = lce_inputs;
+    c.is_activation = {true, false, false};
+    c.needs_grad = {true, true, false};
+    c.differentiable_outputs = 1;
+    c.first_output_in_dtype = false;
+    c.oracle = [](const Tensors& t, const Shape&) {
+      return Tensors{K::linear_cross_entropy_reference(t[0], t[1], t[2], -1)};
+    };
+    auto fused = [](const Tensors& t, const Shape& s) {
+      return Tensors{K::linear_cross_entropy(t[0], t[1], t[2], -1, s[4])};
+    };
+    c.backends = {{"fused", torch::kCPU, low, fused}, {"fused", torch::kCUDA, low, fused}};
+    c.tolerance = {{torch::kFloat32, {1e-5, 1e-5}}, {torch::kBFloat16, {1e-2, 2e-2}}};
+    table.push_back(c);
+  }
   return table;
 }
 
@@ -215,6 +248,11 @@ inline void check_run(const Run& r, uint64_t seed = 1234) {
   Tensors in(base.size()), in_ref(base.size()), grad_in, grad_ref;
   for (size_t i = 0; i < base.size(); ++i) {
     if (!base[i].defined()) continue;
+    if (!base[i].is_floating_point()) {  // indices: as they are, never differentiated
+      in[i] = base[i].to(device);
+      in_ref[i] = base[i];
+      continue;
+    }
     auto v = base[i].to(c.is_activation[i] ? r.dtype : param_dtype);
     in[i] = v.to(device).detach().requires_grad_(c.needs_grad[i]);
     in_ref[i] = v.to(torch::kFloat64).detach().requires_grad_(c.needs_grad[i]);
@@ -237,7 +275,8 @@ inline void check_run(const Run& r, uint64_t seed = 1234) {
     ASSERT_TRUE(out[k].defined()) << "output " << k;
     EXPECT_EQ(out[k].sizes(), ref[k].sizes()) << "output " << k;
     EXPECT_EQ(out[k].device().type(), be.device) << "output " << k;
-    if (k == 0) EXPECT_EQ(out[k].scalar_type(), r.dtype) << "output " << k;
+    if (k == 0 && c.first_output_in_dtype) EXPECT_EQ(out[k].scalar_type(), r.dtype) << "output " << k;
+    if (k == 0 && !c.first_output_in_dtype) EXPECT_EQ(out[k].scalar_type(), torch::kFloat32) << "output " << k;
     EXPECT_LT(rel_err(out[k], ref[k]), tol.forward) << "output " << k;
   }
   torch::Tensor loss, loss_ref;

@@ -39,3 +39,33 @@ TEST(OpsHarness, ReferenceSwitchOverridesDispatch) {
 }
 
 }  // namespace
+
+#include "samba/model/model.h"
+#include "test_util.h"
+
+namespace {
+
+// LanguageModel::loss goes through the fused LM head + loss; it must equal cross-entropy of
+// forward()'s logits, value and gradients (ignored targets included).
+TEST(LinearCrossEntropy, ModelLossEqualsCrossEntropyOfLogits) {
+  torch::manual_seed(9);
+  auto cfg = samba::testing::tiny_config("M-");
+  samba::LanguageModel model(cfg);
+  auto tokens = torch::randint(cfg.vocab_size, {2, 17}, torch::kLong);
+  auto targets = torch::randint(cfg.vocab_size, {2, 17}, torch::kLong);
+  targets[0][3] = -1;
+  auto params = model->parameters();
+  auto fused = model->loss(tokens, targets);
+  auto g_fused = torch::autograd::grad({fused}, params, {}, false, false, true);
+  auto logits = model->forward(tokens);
+  auto ref = torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}),
+                                                  torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-1));
+  auto g_ref = torch::autograd::grad({ref}, params, {}, false, false, true);
+  EXPECT_NEAR(fused.item<double>(), ref.item<double>(), 1e-5);
+  for (size_t i = 0; i < params.size(); ++i) {
+    ASSERT_EQ(g_fused[i].defined(), g_ref[i].defined()) << "param " << i;
+    if (g_ref[i].defined()) EXPECT_LT(rel_err(g_fused[i], g_ref[i]), 1e-4) << "param " << i;
+  }
+}
+
+}  // namespace

@@ -1,0 +1,92 @@
+// Chunked linear + cross-entropy with the gradients formed in the forward pass (see the
+// header). Plain libtorch ops: the same code runs on CPU and GPU.
+#include "samba/core/error.h"
+#include "samba/kernels/linear_cross_entropy.h"
+
+namespace samba::kernels {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+void check_args(const torch::Tensor& hidden, const torch::Tensor& weight, const torch::Tensor& targets) {
+  check(hidden.defined() && hidden.dim() >= 1, "linear_cross_entropy: hidden must be (..., d)");
+  check(weight.dim() == 2 && weight.size(1) == hidden.size(-1), "linear_cross_entropy: weight must be (V, d=",
+        hidden.size(-1), "), got ", weight.sizes());
+  check(targets.scalar_type() == torch::kLong && targets.numel() * hidden.size(-1) == hidden.numel(),
+        "linear_cross_entropy: targets must be int64 with one entry per hidden row; got ", targets.scalar_type(), " ",
+        targets.sizes(), " for hidden ", hidden.sizes());
+}
+
+class LinearCrossEntropyFunction : public torch::autograd::Function<LinearCrossEntropyFunction> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& hidden, const torch::Tensor& weight,
+                               const torch::Tensor& targets, int64_t ignore_index, int64_t chunk) {
+    const int64_t d = hidden.size(-1), V = weight.size(0);
+    const auto h = hidden.reshape({-1, d});
+    const auto t = targets.reshape({-1});
+    const int64_t n = h.size(0);
+    const auto w = weight.to(h.scalar_type());
+    const auto f32 = h.options().dtype(torch::kFloat32);
+    const auto valid = t.ne(ignore_index);
+    const auto safe_t = t.masked_fill(valid.logical_not(), 0).unsqueeze(1);
+    auto grad_h = torch::empty_like(h);
+    auto grad_w = torch::zeros({V, d}, f32);
+    auto loss_sum = torch::zeros({}, f32);
+    const auto vocab_ids = torch::arange(V, t.options()).unsqueeze(0);  // (1, V)
+    if (chunk <= 0) chunk = std::max<int64_t>(1, (int64_t{1} << 27) / std::max<int64_t>(1, V));
+    for (int64_t s = 0; s < n; s += chunk) {
+      const int64_t len = std::min(chunk, n - s);
+      const auto hc = h.narrow(0, s, len);
+      const auto logits = torch::matmul(hc, w.t()).to(torch::kFloat32);  // (len, V)
+      const auto lse = torch::logsumexp(logits, 1, /*keepdim=*/true);
+      const auto tc = safe_t.narrow(0, s, len);
+      const auto vc = valid.narrow(0, s, len).to(torch::kFloat32).unsqueeze(1);
+      loss_sum += ((lse - logits.gather(1, tc)) * vc).sum();
+      // d(sum of losses)/d logits = softmax - one_hot(target), zero on ignored rows. The
+      // one-hot comes from a comparison, not scatter_add_ (atomics on CUDA, refused in
+      // deterministic mode).
+      auto g = (logits - lse).exp_();
+      g.sub_(vocab_ids.eq(tc).to(torch::kFloat32));
+      g.mul_(vc);
+      const auto gd = g.to(w.scalar_type());
+      grad_h.narrow(0, s, len).copy_(torch::matmul(gd, w));
+      grad_w.add_(torch::matmul(gd.t(), hc).to(torch::kFloat32));
+    }
+    const auto count = valid.sum().to(torch::kFloat32);  // stays on the device: no host sync
+    ctx->save_for_backward({grad_h, grad_w, count});
+    ctx->saved_data["hidden_sizes"] = hidden.sizes().vec();
+    ctx->saved_data["weight_dtype"] = static_cast<int64_t>(weight.scalar_type());
+    return loss_sum / count;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto scale = grads[0].to(torch::kFloat32) / saved[2];
+    const auto wdt = static_cast<torch::ScalarType>(ctx->saved_data["weight_dtype"].toInt());
+    auto gh = (saved[0] * scale.to(saved[0].scalar_type())).reshape(ctx->saved_data["hidden_sizes"].toIntVector());
+    auto gw = (saved[1] * scale).to(wdt);
+    return {gh, gw, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor linear_cross_entropy_reference(const torch::Tensor& hidden, const torch::Tensor& weight,
+                                             const torch::Tensor& targets, int64_t ignore_index) {
+  check_args(hidden, weight, targets);
+  auto logits = torch::nn::functional::linear(hidden, weight.to(hidden.scalar_type())).to(torch::kFloat32);
+  if (hidden.scalar_type() == torch::kFloat64) logits = logits.to(torch::kFloat64);
+  return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}),
+                                              torch::nn::functional::CrossEntropyFuncOptions().ignore_index(ignore_index));
+}
+
+torch::Tensor linear_cross_entropy(const torch::Tensor& hidden, const torch::Tensor& weight,
+                                   const torch::Tensor& targets, int64_t ignore_index, int64_t chunk) {
+  check_args(hidden, weight, targets);
+  if (use_reference_kernels() || hidden.scalar_type() == torch::kFloat64)
+    return linear_cross_entropy_reference(hidden, weight, targets, ignore_index);
+  return LinearCrossEntropyFunction::apply(hidden, weight, targets, ignore_index, chunk);
+}
+
+}  // namespace samba::kernels
