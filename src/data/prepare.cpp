@@ -19,6 +19,7 @@
 #include "samba/data/shard.h"
 #include "samba/data/tokenizer.h"
 #include "samba/io/files.h"
+#include "samba/io/run_dir.h"
 
 namespace samba::data {
 namespace fs = std::filesystem;
@@ -28,7 +29,10 @@ namespace {
 
 constexpr const char* kManifestName = "dataset.json";
 constexpr const char* kManifestFormat = "samba-dataset";
-constexpr int kManifestVersion = 1;
+// Version 2 added sizes and CRC32Cs of every file (tokenizer files under "files", "bytes" per
+// shard); version 1 manifests still load, with a warning that nothing can be verified.
+constexpr int kManifestVersion = 2;
+constexpr const char* kTokenizerText = "tokenizer_train.txt";
 
 enum class SourceKind { kText, kJsonl };
 struct Source {
@@ -190,7 +194,7 @@ class SplitWriter {
     if (!writer_) return;
     ShardHeader h = writer_->finish();
     shards_.push_back({fs::path(writer_->path()).filename().string(), h.token_count, h.document_count,
-                       h.payload_crc32c});
+                       h.payload_crc32c, fs::file_size(writer_->path())});
     writer_.reset();
   }
 
@@ -205,10 +209,58 @@ class SplitWriter {
 json shards_json(const std::vector<ShardInfo>& shards) {
   json a = json::array();
   for (const auto& s : shards) {
-    a.push_back({{"file", s.file}, {"tokens", s.tokens}, {"documents", s.documents}, {"crc32c", io::crc32c_hex(s.crc32c)}});
+    a.push_back({{"file", s.file},
+                 {"tokens", s.tokens},
+                 {"documents", s.documents},
+                 {"crc32c", io::crc32c_hex(s.crc32c)},
+                 {"bytes", s.bytes}});
   }
   return a;
 }
+
+FileChecksum checksum_of(const fs::path& dir, const std::string& name) {
+  const fs::path p = dir / name;
+  return {name, fs::file_size(p), io::file_crc32c(p.string())};
+}
+
+// What an interrupted `samba data` leaves behind: shard temporaries (ShardWriter writes
+// NAME.bin.tmp and renames it when complete) and the tokenizer's training text. Only names this
+// tool writes are touched, and only while this process holds the directory's lock.
+void remove_leftovers(const fs::path& out) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  for (fs::directory_iterator it(out, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const bool shard_tmp = name.size() > 8 && name.compare(name.size() - 8, 8, ".bin.tmp") == 0 &&
+                           (name.rfind("train_", 0) == 0 || name.rfind("val_", 0) == 0);
+    if (!shard_tmp && name != kTokenizerText) continue;
+    std::error_code rm;
+    fs::remove(it->path(), rm);
+    if (!rm) removed.push_back(name);
+  }
+  if (!removed.empty()) {
+    std::string list;
+    for (const auto& r : removed) list += (list.empty() ? "" : ", ") + r;
+    spdlog::warn("samba data: removed {} leftover file(s) of an interrupted earlier run in {}: {}", removed.size(),
+                 out.string(), list);
+  }
+}
+
+// Deletes a temporary file when the scope ends, on success and on errors (a full disk must
+// not stay full because of our temporaries).
+class RemoveOnExit {
+ public:
+  explicit RemoveOnExit(std::string path) : path_(std::move(path)) {}
+  ~RemoveOnExit() {
+    std::error_code ec;
+    fs::remove(path_, ec);
+  }
+  RemoveOnExit(const RemoveOnExit&) = delete;
+  RemoveOnExit& operator=(const RemoveOnExit&) = delete;
+
+ private:
+  std::string path_;
+};
 
 }  // namespace
 
@@ -242,8 +294,11 @@ std::vector<std::string> DatasetManifest::val_paths() const {
 DatasetManifest prepare_dataset(const PrepareOptions& o) {
   check(!o.out_dir.empty(), "samba data: no output directory. Fix: pass --out DIR");
   const std::vector<Source> sources = collect_sources(o.inputs);
-  fs::create_directories(o.out_dir);
   const fs::path out(o.out_dir);
+  // Two `samba data` into one directory would interleave shards; the lock also makes it safe
+  // to delete the temporaries an interrupted (killed) earlier run left.
+  const io::RunLock lock = io::RunLock::acquire(o.out_dir, "samba data");
+  remove_leftovers(out);
   // A stale manifest would vouch for the shards this run is about to overwrite.
   fs::remove(out / kManifestName);
 
@@ -255,7 +310,8 @@ DatasetManifest prepare_dataset(const PrepareOptions& o) {
   const std::string model_path = (out / "tokenizer.model").string();
   bool trained = false;
   if (o.tokenizer.empty()) {
-    const std::string text_path = (out / "tokenizer_train.txt").string();
+    const std::string text_path = (out / kTokenizerText).string();
+    const RemoveOnExit remove_text(text_path);
     write_tokenizer_text(sources, o, is_val, text_path);
     spdlog::info("samba data: training a {}-piece BPE tokenizer", o.vocab_size);
     TrainTokenizerOptions t;
@@ -267,13 +323,13 @@ DatasetManifest prepare_dataset(const PrepareOptions& o) {
     t.seed = static_cast<uint32_t>(o.seed);
     t.num_threads = o.num_threads;
     train_tokenizer(t);
-    fs::remove(text_path);
     trained = true;
   } else {
     std::error_code ec;
     check(fs::is_regular_file(o.tokenizer, ec), "samba data: --tokenizer '", o.tokenizer, "' does not exist");
     if (!fs::exists(model_path) || !fs::equivalent(o.tokenizer, model_path)) {
       fs::copy_file(o.tokenizer, model_path, fs::copy_options::overwrite_existing);
+      fs::remove(out / "tokenizer.vocab");  // an earlier run's, describing another tokenizer
     }
   }
   const Tokenizer tok = Tokenizer::load(model_path);
@@ -337,12 +393,19 @@ DatasetManifest prepare_dataset(const PrepareOptions& o) {
   m.val = val.finish();
   for (const auto& s : m.train) m.train_tokens += s.tokens, m.train_docs += s.documents;
   for (const auto& s : m.val) m.val_tokens += s.tokens, m.val_docs += s.documents;
+  json files = json::object();
+  for (const char* name : {"tokenizer.model", "tokenizer.vocab"}) {
+    if (!fs::exists(out / name)) continue;
+    m.files.push_back(checksum_of(out, name));
+    files[name] = {{"bytes", m.files.back().bytes}, {"crc32c", io::crc32c_hex(m.files.back().crc32c)}};
+  }
 
   json j = {
       {"format", kManifestFormat},
       {"version", kManifestVersion},
       {"tokenizer", "tokenizer.model"},
       {"tokenizer_trained_here", trained},
+      {"files", files},
       {"vocab_size", m.vocab_size},
       {"eos_id", m.eos_id},
       {"bos_id", m.bos_id},
@@ -374,8 +437,9 @@ DatasetManifest load_dataset_manifest(const std::string& path) {
   const std::string where = "dataset manifest '" + file.string() + "'";
   check(j.is_object() && j.value("format", "") == kManifestFormat, where,
         " is not a samba dataset manifest (no \"format\": \"", kManifestFormat, "\")");
-  check(j.value("version", 0) == kManifestVersion, where, " has version ", j.value("version", 0),
-        ", this build reads ", kManifestVersion, ". Fix: re-run `samba data`");
+  const int version = j.value("version", 0);
+  check(version == 1 || version == kManifestVersion, where, " has version ", version, ", this build reads 1 and ",
+        kManifestVersion, ". Fix: re-run `samba data`");
   DatasetManifest m;
   m.dir = file.parent_path().string();
   try {
@@ -394,12 +458,21 @@ DatasetManifest load_dataset_manifest(const std::string& path) {
         info.tokens = e.at("tokens").get<uint64_t>();
         info.documents = e.at("documents").get<uint64_t>();
         info.crc32c = static_cast<uint32_t>(std::stoul(e.at("crc32c").get<std::string>(), nullptr, 16));
+        if (version >= 2) info.bytes = e.at("bytes").get<uint64_t>();
         shards.push_back(info);
       }
       check(!shards.empty(), where, " lists no ", name, " shards");
     };
     read_split("train", m.train, m.train_tokens, m.train_docs);
     read_split("val", m.val, m.val_tokens, m.val_docs);
+    if (version >= 2) {
+      for (const auto& [name, e] : j.at("files").items())
+        m.files.push_back({name, e.at("bytes").get<uint64_t>(),
+                           static_cast<uint32_t>(std::stoul(e.at("crc32c").get<std::string>(), nullptr, 16))});
+      const std::string tokenizer_name = fs::path(m.tokenizer).filename().string();
+      check(std::any_of(m.files.begin(), m.files.end(), [&](const FileChecksum& f) { return f.file == tokenizer_name; }),
+            where, " has no checksum of its tokenizer '", tokenizer_name, "'. Fix: re-run `samba data`");
+    }
   } catch (const json::exception& e) {
     fail(where, " is missing a field or has a wrong type (", e.what(), "). Fix: re-run `samba data`");
   } catch (const std::logic_error& e) {
@@ -407,10 +480,33 @@ DatasetManifest load_dataset_manifest(const std::string& path) {
   }
   check(fs::is_regular_file(m.tokenizer, ec), where, " names tokenizer '", m.tokenizer,
         "', which does not exist. Fix: re-run `samba data`");
+  if (version == 1)
+    spdlog::warn("{} was written by an older samba (version 1) and has no checksums of its tokenizer files, so a "
+                 "damaged tokenizer cannot be detected. Fix: re-run `samba data` to add them", where);
+  // A truncated or bit-flipped tokenizer would silently change every token id.
+  for (const auto& f : m.files) {
+    const std::string file_path = (fs::path(m.dir) / f.file).string();
+    check(fs::is_regular_file(file_path, ec), where, " names '", f.file, "', which does not exist in ", m.dir,
+          ". Fix: restore it or re-run `samba data`");
+    const uint64_t bytes = fs::file_size(file_path, ec);
+    const uint32_t crc = bytes == f.bytes ? io::file_crc32c(file_path) : 0;
+    check(bytes == f.bytes && crc == f.crc32c, "'", file_path, "' is damaged: ", bytes, " bytes",
+          bytes == f.bytes ? ", CRC32C " + io::crc32c_hex(crc) : std::string(), ", but ", where, " recorded ", f.bytes,
+          " bytes, CRC32C ", io::crc32c_hex(f.crc32c),
+          " (truncated or changed after `samba data` wrote it). Fix: restore it or re-run `samba data`");
+  }
   for (const auto* split : {&m.train, &m.val}) {
     for (const auto& s : *split) {
       const std::string shard_path = (fs::path(m.dir) / s.file).string();
-      ShardReader r(shard_path, ShardOpenOptions{false});
+      if (s.bytes > 0) {
+        const uint64_t bytes = fs::file_size(shard_path, ec);
+        check(!ec && bytes == s.bytes, "token shard '", shard_path, "' is ", ec ? std::string("missing") :
+              std::to_string(bytes) + " bytes", " but ", where, " recorded ", s.bytes,
+              " bytes (truncated or replaced). Fix: re-run `samba data`");
+      }
+      // Validation shards are small and read at every evaluation: verify their payload now
+      // rather than after the first training steps were spent.
+      ShardReader r(shard_path, ShardOpenOptions{split == &m.val});
       check(r.size() == s.tokens && r.header().payload_crc32c == s.crc32c &&
                 r.header().vocab_size == static_cast<uint32_t>(m.vocab_size),
             "token shard '", shard_path, "' does not match ", where,

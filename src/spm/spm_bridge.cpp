@@ -66,7 +66,12 @@ int bridge_train(const samba_spm_train_options* o, char* err, size_t cap) {
         {"eos_id", "2"},
         {"pad_id", "-1"},
     };
-    if (o->quiet) kw["minloglevel"] = "1";
+    // Sentencepiece's warnings and errors go to std::cerr, and under RTLD_DEEPBIND (how the
+    // module is loaded, spm_api.h) the library's std::cerr is not the initialized one, so the
+    // first warning segfaults -- e.g. "No valid symbol found" when the vocabulary is larger
+    // than the text supports. Failures still come back as a Status, so only fatal messages
+    // are let through.
+    kw["minloglevel"] = "3";  // also when not quiet: verbose output would crash the same way
     sentencepiece::SetRandomGeneratorSeed(o->seed);
     return sentencepiece::SentencePieceTrainer::Train(kw);
   });

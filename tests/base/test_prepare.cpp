@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <string>
 
@@ -13,6 +14,7 @@
 #include "samba/data/prepare.h"
 #include "samba/data/tokenizer.h"
 #include "base/io_test_util.h"
+#include "samba/io/files.h"
 
 namespace fs = std::filesystem;
 using namespace samba::data;
@@ -163,6 +165,130 @@ TEST(Prepare, ClearErrors) {
 
   const std::string none = message([&] { load_dataset_manifest((dir.path() / "nowhere").string()); });
   EXPECT_NE(none.find("samba data"), std::string::npos) << none;
+}
+
+namespace {
+
+std::string error_message(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const samba::Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+void flip_byte(const std::string& path, size_t offset) {
+  std::string bytes = samba::testing::slurp(path);
+  ASSERT_LT(offset, bytes.size());
+  bytes[offset] = static_cast<char>(bytes[offset] ^ 0x20);
+  samba::testing::spit(path, bytes);
+}
+
+}  // namespace
+
+TEST(Prepare, ManifestChecksumsTokenizerFilesAndShardSizes) {
+  TempDir dir;
+  write_corpus(dir.path() / "corpus");
+  const PrepareOptions o = small_options(dir);
+  const DatasetManifest m = prepare_dataset(o);
+  ASSERT_EQ(m.files.size(), 2u);
+  EXPECT_EQ(m.files[0].file, "tokenizer.model");
+  EXPECT_EQ(m.files[1].file, "tokenizer.vocab");
+  EXPECT_EQ(m.files[0].bytes, fs::file_size(dir.path() / "out" / "tokenizer.model"));
+  EXPECT_EQ(m.files[0].crc32c, samba::io::file_crc32c((dir.path() / "out" / "tokenizer.model").string()));
+  EXPECT_EQ(m.train[0].bytes, fs::file_size(dir.path() / "out" / m.train[0].file));
+  const DatasetManifest back = load_dataset_manifest(o.out_dir);
+  ASSERT_EQ(back.files.size(), 2u);
+  EXPECT_EQ(back.files[1].crc32c, m.files[1].crc32c);
+  EXPECT_EQ(back.val[0].bytes, m.val[0].bytes);
+}
+
+TEST(Prepare, DamagedTokenizerOrShardIsNamedOnLoad) {
+  TempDir dir;
+  write_corpus(dir.path() / "corpus");
+  const PrepareOptions o = small_options(dir);
+  prepare_dataset(o);
+  const std::string model = (dir.path() / "out" / "tokenizer.model").string();
+  const std::string vocab = (dir.path() / "out" / "tokenizer.vocab").string();
+  const std::string pristine_model = samba::testing::slurp(model), pristine_vocab = samba::testing::slurp(vocab);
+
+  flip_byte(model, pristine_model.size() / 2);  // same size, different bytes
+  std::string msg = error_message([&] { load_dataset_manifest(o.out_dir); });
+  EXPECT_NE(msg.find("tokenizer.model' is damaged"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("CRC32C"), std::string::npos) << msg;
+  samba::testing::spit(model, pristine_model);
+
+  samba::testing::spit(vocab, pristine_vocab.substr(0, pristine_vocab.size() / 2));  // truncated
+  msg = error_message([&] { load_dataset_manifest(o.out_dir); });
+  EXPECT_NE(msg.find("tokenizer.vocab' is damaged: " + std::to_string(pristine_vocab.size() / 2) + " bytes"),
+            std::string::npos)
+      << msg;
+  samba::testing::spit(vocab, pristine_vocab);
+  EXPECT_NO_THROW(load_dataset_manifest(o.out_dir));
+
+  // A flipped token in the validation shard is found when the manifest is loaded (before any
+  // training step), not at the first evaluation.
+  const std::string val = (dir.path() / "out" / "val_000.bin").string();
+  const std::string pristine_val = samba::testing::slurp(val);
+  flip_byte(val, pristine_val.size() - 3);
+  msg = error_message([&] { load_dataset_manifest(o.out_dir); });
+  EXPECT_NE(msg.find("val_000.bin"), std::string::npos) << msg;
+  samba::testing::spit(val, pristine_val);
+
+  const std::string train = (dir.path() / "out" / "train_000.bin").string();
+  samba::testing::spit(train, samba::testing::slurp(train) + "extra");
+  msg = error_message([&] { load_dataset_manifest(o.out_dir); });
+  EXPECT_NE(msg.find("train_000.bin"), std::string::npos) << msg;
+}
+
+TEST(Prepare, VersionOneManifestWithoutChecksumsStillLoads) {
+  TempDir dir;
+  write_corpus(dir.path() / "corpus");
+  const PrepareOptions o = small_options(dir);
+  prepare_dataset(o);
+  const std::string path = (dir.path() / "out" / "dataset.json").string();
+  nlohmann::json j = nlohmann::json::parse(samba::testing::slurp(path));
+  j["version"] = 1;
+  j.erase("files");
+  for (auto& s : j["train"]["shards"]) s.erase("bytes");
+  for (auto& s : j["val"]["shards"]) s.erase("bytes");
+  samba::testing::spit(path, j.dump());
+  const DatasetManifest m = load_dataset_manifest(o.out_dir);
+  EXPECT_TRUE(m.files.empty());
+  EXPECT_EQ(m.train[0].bytes, 0u);
+  // Version 2 without the checksums is not an old manifest but a damaged one.
+  j["version"] = 2;
+  samba::testing::spit(path, j.dump());
+  EXPECT_NE(error_message([&] { load_dataset_manifest(o.out_dir); }).find("missing a field"), std::string::npos);
+}
+
+TEST(Prepare, LeftoversOfAnInterruptedRunAreRemoved) {
+  TempDir dir;
+  write_corpus(dir.path() / "corpus");
+  const PrepareOptions o = small_options(dir);
+  fs::create_directories(o.out_dir);
+  // What SIGKILL during `samba data` leaves: a half-written shard and the tokenizer's text.
+  samba::testing::spit(o.out_dir + "/train_000.bin.tmp", "half a shard");
+  samba::testing::spit(o.out_dir + "/val_003.bin.tmp", "half a shard");
+  samba::testing::spit(o.out_dir + "/tokenizer_train.txt", "sentences");
+  samba::testing::spit(o.out_dir + "/notes.bin.tmp", "not ours");
+  prepare_dataset(o);
+  EXPECT_FALSE(fs::exists(o.out_dir + "/train_000.bin.tmp"));
+  EXPECT_FALSE(fs::exists(o.out_dir + "/val_003.bin.tmp"));
+  EXPECT_FALSE(fs::exists(o.out_dir + "/tokenizer_train.txt"));
+  EXPECT_TRUE(fs::exists(o.out_dir + "/notes.bin.tmp")) << "only names samba data writes are removed";
+}
+
+TEST(Prepare, FailureRemovesItsTemporaries) {
+  TempDir dir;
+  write_corpus(dir.path() / "corpus");
+  PrepareOptions o = small_options(dir);
+  o.vocab_size = 50000;  // far more pieces than the corpus has: the tokenizer trainer fails
+  const std::string msg = error_message([&] { prepare_dataset(o); });
+  EXPECT_NE(msg.find("tokenizer training"), std::string::npos) << msg;
+  EXPECT_FALSE(fs::exists(o.out_dir + "/tokenizer_train.txt")) << "a failed run must not leave its temporaries";
+  EXPECT_FALSE(fs::exists(o.out_dir + "/dataset.json"));
 }
 
 TEST(Prepare, UnigramPerplexityMath) {

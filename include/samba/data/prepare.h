@@ -36,6 +36,14 @@ struct ShardInfo {
   uint64_t tokens = 0;
   uint64_t documents = 0;
   uint32_t crc32c = 0;  // of the token payload, as in the shard header
+  uint64_t bytes = 0;   // file size; 0 = not recorded (version-1 manifest)
+};
+
+// Size and CRC32C of a whole file the manifest names (tokenizer.model, tokenizer.vocab).
+struct FileChecksum {
+  std::string file;  // relative to the dataset directory
+  uint64_t bytes = 0;
+  uint32_t crc32c = 0;
 };
 
 struct DatasetManifest {
@@ -45,6 +53,7 @@ struct DatasetManifest {
   int32_t eos_id = -1;
   int32_t bos_id = -1;
   std::vector<ShardInfo> train, val;
+  std::vector<FileChecksum> files;  // empty for a version-1 manifest (loaded with a warning)
   uint64_t train_tokens = 0, val_tokens = 0, train_docs = 0, val_docs = 0;
   // exp of the mean negative log-likelihood of the validation tokens under an add-one
   // smoothed unigram model fitted on the training tokens: the perplexity a model must beat
@@ -57,9 +66,15 @@ struct DatasetManifest {
 
 DatasetManifest prepare_dataset(const PrepareOptions& options);
 
-// `path` is a dataset directory or its dataset.json. Checks that the tokenizer and every
-// shard exist and that each shard's header matches the manifest (payload CRCs are checked
-// when the loader opens the shards).
+// `path` is a dataset directory or its dataset.json. Verifies what train and eval are about to
+// use: the size and CRC32C of the tokenizer files, every shard's size and header against the
+// manifest, and the validation shards' payload CRCs (up front, not at the first evaluation;
+// training shards' payloads are checked when the loader opens them). A version-1 manifest
+// (no checksums) loads with a warning.
+//
+// `samba data` (prepare_dataset) locks the output directory, removes what an interrupted
+// earlier run left there (*.bin.tmp shards, tokenizer_train.txt) and, on failure (a full
+// disk), its own temporaries.
 DatasetManifest load_dataset_manifest(const std::string& path);
 
 // The unigram baseline on its own, from token counts (vocab-sized vectors); exposed for tests.
