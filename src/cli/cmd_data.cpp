@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "samba/cli/commands.h"
+#include "samba/cli/flags.h"
 #include "samba/core/progress.h"
 #include "samba/data/prepare.h"
 
@@ -28,8 +29,9 @@ void add_data_command(CLI::App& app) {
       ->check(CLI::Range(1e-6, 0.5));
   cmd->add_option("--seed", opts->seed, "seed of the validation split and tokenizer sampling")->capture_default_str();
   cmd->add_option("--max-docs", opts->max_docs, "use only the first N documents (0 = all)")->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--threads", opts->num_threads, "encoding threads (0 = all cores)")->capture_default_str();
+      ->check(int_in_range(0, kMaxFlagCount));
+  cmd->add_option("--threads", opts->num_threads, "encoding threads (0 = all cores)")->capture_default_str()
+      ->check(int_in_range(0, 4096));
   cmd->callback([opts] {
     const data::DatasetManifest m = data::prepare_dataset(*opts);
     auto h = [](uint64_t v) { return Progress::human(static_cast<double>(v)); };

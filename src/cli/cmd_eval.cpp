@@ -7,6 +7,7 @@
 
 #include "samba/ckpt/export.h"
 #include "samba/cli/commands.h"
+#include "samba/cli/flags.h"
 #include "samba/core/error.h"
 #include "samba/data/prepare.h"
 #include "samba/eval/perplexity.h"
@@ -45,9 +46,9 @@ void add_eval_command(CLI::App& app) {
       ->required()
       ->check(CLI::ExistingDirectory);
   cmd->add_option("--data", args->data, "dataset directory from `samba data` (default: the one the run trained on)");
-  cmd->add_option("--lengths", args->multiples, "context lengths as multiples of the training length")
-      ->delimiter(',');
-  cmd->add_option("--max-tokens", args->max_tokens, "validation tokens per length");
+  add_int_list_option(cmd, "--lengths", args->multiples, 1, kMaxContextMultiple,
+                      "context lengths as multiples of the training length, e.g. 1,2,4");
+  cmd->add_option("--max-tokens", args->max_tokens, "validation tokens per length")->check(int_in_range(1, kMaxFlagCount));
   cmd->add_option("--device", args->device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->callback([args] {
     ckpt::LoadedModel lm = ckpt::load_model(args->model_dir);

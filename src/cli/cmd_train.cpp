@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "samba/cli/commands.h"
+#include "samba/cli/flags.h"
 #include "samba/core/train_config.h"
 #include "samba/train/trainer.h"
 
@@ -23,7 +24,8 @@ void add_train_command(CLI::App& app) {
       ->required()
       ->check(CLI::ExistingFile);
   cmd->add_flag("--resume", args->resume, "continue from the newest complete checkpoint in run_dir");
-  cmd->add_option("--stop-after-steps", args->stop_after, "checkpoint and stop after this many steps (0 = run to the end)");
+  cmd->add_option("--stop-after-steps", args->stop_after, "checkpoint and stop after this many steps (0 = run to the end)")
+      ->check(int_in_range(0, kMaxFlagCount));
   cmd->add_option("--set", args->overrides, "override a recipe value, KEY=VALUE (repeatable; model.KEY for the model)")
       ->allow_extra_args(false);
   cmd->add_flag("--no-progress", args->no_progress, "no progress bar (log lines only)");

@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <string>
 
 #include "samba/cli/commands.h"
@@ -25,6 +26,12 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const samba::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A path the user gave cannot be used (read-only filesystem, permissions, a full disk):
+    // their problem to fix, so say which path and why, not "internal error".
+    std::fprintf(stderr, "error: cannot use '%s'%s%s: %s; check that the location exists, is writable and has free space\n",
+                 e.path1().c_str(), e.path2().empty() ? "" : " or ", e.path2().c_str(), e.code().message().c_str());
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "internal error: %s\n", e.what());
