@@ -287,6 +287,9 @@ TEST(BadInputs, GeneratedCorpusIsRefusedNamingTheKey) {
   train_case("misspelled override", base, "--set optimizer.lrr=1: unknown key 'optimizer.lrr'", {"--set", "optimizer.lrr=1"});
   train_case("override not KEY=VALUE", base, "--set max_tokens: expected KEY=VALUE", {"--set", "max_tokens"});
   train_case("stop after negative steps", base, "--stop-after-steps", {"--stop-after-steps", "-3"});
+  // A run directory that cannot be created (/proc refuses even root): named, not "internal error".
+  train_case("unwritable run_dir", dump(with_value(recipe, "run_dir", "/proc/samba-unwritable/run")),
+             "'/proc/samba-unwritable/run'");
   train_case("empty recipe", "", "the file is empty");
   train_case("binary recipe", std::string("\x89PNG\r\n\x1a\n\0\0", 10), "NUL bytes");
   cases.push_back({"recipe is a directory", {"train", dir.string()}, "directory", ""});
