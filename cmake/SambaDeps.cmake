@@ -56,6 +56,62 @@ if(NOT SAMBA_CUDA STREQUAL "OFF")
 endif()
 message(STATUS "samba: CUDA kernels ${SAMBA_WITH_CUDA}")
 
+# ---- c10d backends for data parallelism (only src/runtime/comm.cpp uses them) ----
+# samba::c10d carries what the backend needs to compile and link; SAMBA_C10D_DEFINITIONS the
+# defines that make c10d's headers declare it (set on comm.cpp alone, so the precompiled
+# header of the other sources stays valid). Neither is required: without one, a multi-process run on that device type
+# fails with a clear message and single-process runs are unaffected.
+#   CPU build (Debian libtorch 1.13): Gloo. ProcessGroupGloo.hpp needs gloo's headers
+#     (libgloo-dev); the implementation is in libtorch_cpu, the transport in libgloo.
+#   GPU build (torch wheel): NCCL, headers and library from the wheel's nvidia.nccl package
+#     (the system libnccl has another version; never mix them). The wheel ships no gloo headers.
+add_library(samba_c10d INTERFACE)
+add_library(samba::c10d ALIAS samba_c10d)
+set(SAMBA_C10D_DEFINITIONS "")
+# Only a system (Debian) torch links the system libgloo; a wheel carries its own gloo build,
+# which the system headers need not match.
+set(_torch_is_system ON)
+if(Torch_FOUND AND (NOT Torch_DIR MATCHES "^/usr/(lib|share)/" OR Torch_DIR MATCHES "(site|dist)-packages"))
+  set(_torch_is_system OFF)
+endif()
+if(_torch_is_system)
+  find_path(SAMBA_GLOO_INCLUDE gloo/config.h)
+  find_library(SAMBA_LIB_GLOO gloo)
+  if(SAMBA_GLOO_INCLUDE AND SAMBA_LIB_GLOO)
+    message(STATUS "samba: c10d Gloo backend (${SAMBA_LIB_GLOO})")
+    list(APPEND SAMBA_C10D_DEFINITIONS USE_C10D_GLOO SAMBA_HAVE_GLOO=1)
+    target_include_directories(samba_c10d INTERFACE ${SAMBA_GLOO_INCLUDE})
+    target_link_libraries(samba_c10d INTERFACE ${SAMBA_LIB_GLOO})
+  else()
+    message(WARNING "samba: gloo not found ('apt-get install libgloo-dev'): multi-process CPU runs disabled")
+  endif()
+endif()
+if(Torch_FOUND AND (TARGET torch_cuda OR TORCH_CUDA_LIBRARIES))
+  set(SAMBA_NCCL_ROOT "" CACHE PATH "NCCL root (include/, lib/); default: the torch wheel's nvidia.nccl")
+  if(NOT SAMBA_NCCL_ROOT)
+    find_package(Python3 COMPONENTS Interpreter QUIET)
+    if(Python3_Interpreter_FOUND)
+      execute_process(COMMAND ${Python3_EXECUTABLE} -c
+          "import nvidia.nccl, os; print(list(nvidia.nccl.__path__)[0])"
+        OUTPUT_VARIABLE _nccl_root OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+      set(SAMBA_NCCL_ROOT "${_nccl_root}")
+    endif()
+  endif()
+  if(SAMBA_NCCL_ROOT)
+    find_path(SAMBA_NCCL_INCLUDE nccl.h PATHS ${SAMBA_NCCL_ROOT}/include NO_DEFAULT_PATH)
+    find_library(SAMBA_LIB_NCCL NAMES nccl libnccl.so.2 PATHS ${SAMBA_NCCL_ROOT}/lib NO_DEFAULT_PATH)
+  endif()
+  if(SAMBA_NCCL_INCLUDE AND SAMBA_LIB_NCCL)
+    message(STATUS "samba: c10d NCCL backend (${SAMBA_LIB_NCCL})")
+    list(APPEND SAMBA_C10D_DEFINITIONS USE_C10D_NCCL SAMBA_HAVE_NCCL=1)
+    target_include_directories(samba_c10d INTERFACE ${SAMBA_NCCL_INCLUDE})
+    target_link_libraries(samba_c10d INTERFACE ${SAMBA_LIB_NCCL})
+  else()
+    message(WARNING "samba: the torch wheel's NCCL was not found (pip package nvidia-nccl; or set "
+      "-DSAMBA_NCCL_ROOT=<dir with include/nccl.h and lib/libnccl.so.2>): multi-GPU runs disabled")
+  endif()
+endif()
+
 # ---- spdlog (see gpu-machine.md: the wheel's bundled fmt shadows the system one) ----
 find_package(spdlog REQUIRED)
 add_library(samba_spdlog INTERFACE)

@@ -256,6 +256,10 @@ LaunchEnv detect_launch_env(const GetEnv& getenv) {
         "launch environment: an mpirun job over several nodes needs MASTER_ADDR (the host of rank 0); pass it "
         "with 'mpirun -x MASTER_ADDR=<host> ...' (launch/mpirun.sh does this)");
   if (auto restarts = env.integer("TORCHELASTIC_RESTART_COUNT")) out.restart_count = *restarts;
+  if (out.launcher == "torchrun") {
+    const auto agent = env.str("TORCHELASTIC_USE_AGENT_STORE").value_or("");
+    out.agent_store = agent == "True" || agent == "true" || agent == "1";
+  }
   return out;
 }
 

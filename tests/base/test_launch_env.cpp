@@ -82,6 +82,14 @@ TEST(LaunchEnv, Torchrun) {
   EXPECT_EQ(env.describe(), "rank 5/8 (local 1/4) via torchrun, master 10.1.2.3:29511, restart 2");
 }
 
+TEST(LaunchEnv, TorchrunAgentStore) {
+  EXPECT_FALSE(detect(torchrun(0, 2, 0, 2)).agent_store);
+  EXPECT_TRUE(detect(with(torchrun(0, 2, 0, 2), {{"TORCHELASTIC_USE_AGENT_STORE", "True"}})).agent_store);
+  EXPECT_FALSE(detect(with(torchrun(0, 2, 0, 2), {{"TORCHELASTIC_USE_AGENT_STORE", "False"}})).agent_store);
+  // Only torchrun's agent serves a store.
+  EXPECT_FALSE(detect(with(openmpi(0, 2, 0, 2), {{"TORCHELASTIC_USE_AGENT_STORE", "True"}})).agent_store);
+}
+
 TEST(LaunchEnv, EnvConventionWithoutLocalVariablesAssumesOneNode) {
   const auto env = detect({{"RANK", "2"}, {"WORLD_SIZE", "3"}});
   EXPECT_EQ(env.launcher, "torchrun");

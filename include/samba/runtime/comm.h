@@ -30,6 +30,9 @@ struct CommOptions {
   // A collective that has not completed after this long fails on every rank (dead or hung
   // peer); the error names the rank and the timeout.
   std::chrono::milliseconds timeout{std::chrono::minutes(10)};
+  // Build the store and the c10d group even for world 1 (runs the NCCL / Gloo path on a single
+  // device, e.g. to test it on a one-GPU machine). Needs a free master_port.
+  bool force_group = false;
 };
 
 class Communicator {
@@ -45,6 +48,8 @@ class Communicator {
   virtual int world() const = 0;
   bool distributed() const { return world() > 1; }
   virtual torch::Device device() const = 0;
+  // "none" (world 1), "gloo" or "nccl": for logs.
+  virtual std::string backend() const = 0;
 
   // In place on `t`.
   virtual CommHandlePtr all_reduce(torch::Tensor t, ReduceOp op = ReduceOp::Sum, bool async = false) = 0;
