@@ -8,7 +8,7 @@
 #include "samba/model/analysis.h"
 #include "samba/model/model.h"
 #include "samba/optim/adamw.h"
-#include "samba/train/precision.h"
+#include "samba/runtime/device.h"
 
 int main(int argc, char** argv) {
   if (argc < 2) {
@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
     const int64_t batch = argc > 2 ? std::atoll(argv[2]) : 8;
     if (argc > 3) cfg.seq_len = std::atoll(argv[3]);
     const int steps = argc > 4 ? std::atoi(argv[4]) : 10;
-    const torch::Device device = samba::pick_device("auto");
+    const torch::Device device = samba::runtime::pick_device("auto");
     const bool bf16 = device.is_cuda();
     torch::manual_seed(0);
     samba::LanguageModel model(cfg);
@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
       opt.zero_grad();
       torch::Tensor loss;
       {
-        samba::AutocastScope autocast(device, bf16);
+        samba::runtime::AutocastScope autocast(device, bf16);
         loss = model->loss(tokens.slice(1, 0, cfg.seq_len), tokens.slice(1, 1, cfg.seq_len + 1));
       }
       loss.backward();
@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / steps;
     const auto summary = samba::summarize(cfg, batch, bf16 ? 2 : 4);
     const double tok_s = static_cast<double>(batch * cfg.seq_len) / s;
-    const double peak = samba::peak_flops(device, bf16);
+    const double peak = samba::runtime::peak_flops(device, bf16);
     std::printf("| %-22s | %-6s | %5lld x %5lld | %9.1f | %11.0f | %6.2f%% |\n", cfg.name.c_str(),
                 device.is_cuda() ? "cuda" : "cpu", static_cast<long long>(batch), static_cast<long long>(cfg.seq_len),
                 s * 1e3, tok_s, 100.0 * summary.training_flops_per_token * tok_s / peak);

@@ -11,7 +11,7 @@
 #include "samba/core/error.h"
 #include "samba/data/prepare.h"
 #include "samba/eval/perplexity.h"
-#include "samba/train/precision.h"
+#include "samba/runtime/device.h"
 
 namespace samba::cli {
 namespace fs = std::filesystem;
@@ -55,7 +55,7 @@ void add_eval_command(CLI::App& app) {
     std::string data_dir = args->data.empty() ? dataset_of(lm.source) : args->data;
     check(!data_dir.empty(), args->model_dir, " does not say which data it was trained on: pass --data <dataset dir>");
     data::DatasetManifest ds = data::load_dataset_manifest(data_dir);
-    const torch::Device device = pick_device(args->device);
+    const torch::Device device = runtime::pick_device(args->device);
     lm.model->to(device);
     EvalOptions eo;
     eo.max_tokens = args->max_tokens;

@@ -6,7 +6,7 @@
 #include "samba/core/error.h"
 #include "samba/core/progress.h"
 #include "samba/data/loader.h"
-#include "samba/train/precision.h"
+#include "samba/runtime/device.h"
 
 namespace samba {
 
@@ -36,7 +36,7 @@ PerplexityResult evaluate_perplexity(LanguageModel& model, const std::vector<std
     const int64_t got = static_cast<int64_t>(rows.size()) / (context + 1);
     if (got == 0) break;
     auto t = torch::from_blob(rows.data(), {got, context + 1}, torch::kInt32).to(device, torch::kLong);
-    AutocastScope autocast(device, options.bf16);
+    runtime::AutocastScope autocast(device, options.bf16);
     auto logits = model->forward(t.slice(1, 0, context));
     auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}),
                                                      t.slice(1, 1, context + 1).reshape({-1}),
