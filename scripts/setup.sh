@@ -6,6 +6,7 @@ PKGS=(build-essential cmake ninja-build pkg-config
       libtorch-dev libyaml-cpp-dev libspdlog-dev libcli11-dev
       libsentencepiece-dev sentencepiece libgtest-dev libgmock-dev
       nlohmann-json3-dev
+      libgloo-dev openmpi-bin   # c10d Gloo headers (CPU data parallelism); mpirun for launches
       libopenblas0-pthread)   # libtorch-dev alone runs matmuls on reference BLAS (~50x slower)
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

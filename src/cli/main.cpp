@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   samba::cli::add_eval_command(app);
   samba::cli::add_export_command(app);
   samba::cli::add_inspect_command(app);
+  samba::cli::add_comm_check_command(app);
   try {
     samba::init_logging();
     app.parse(argc, argv);

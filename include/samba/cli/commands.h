@@ -11,5 +11,7 @@ void add_train_command(CLI::App& app);
 // `samba eval` and `samba export` (src/cli/cmd_eval.cpp).
 void add_eval_command(CLI::App& app);
 void add_export_command(CLI::App& app);
+// `samba comm-check` (hidden): the launch environment and communicator of every rank.
+void add_comm_check_command(CLI::App& app);
 
 }  // namespace samba::cli
