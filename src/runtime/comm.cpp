@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <iomanip>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -237,9 +238,15 @@ struct State {
       return;
     } catch (const std::exception& e) {
       const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      {
+        // Other outstanding handles fail the same way: report the first failure, once diagnosed.
+        std::lock_guard<std::mutex> lock(mu);
+        if (!broken.empty()) throw Error(broken);
+      }
       std::ostringstream msg;
-      msg << "comm: " << op << " failed on " << where() << " (" << backend << ", timeout "
-          << timeout.count() / 1000.0 << " s, waited " << waited << " s): " << message_of(e) << ". Diagnosis: "
+      msg << std::fixed << std::setprecision(2) << "comm: " << op << " failed on " << where() << " (" << backend
+          << ", timeout " << timeout.count() / 1000.0 << " s, waited " << waited << " s): " << message_of(e)
+          << ". Diagnosis: "
           << (liveness ? liveness->diagnose(env.master_addr + ":" + std::to_string(env.master_port)) : "none")
           << ". The job cannot continue; restart it (training resumes from the last checkpoint).";
       {
@@ -510,7 +517,8 @@ std::unique_ptr<Communicator> Communicator::create(const LaunchEnv& env, const t
     throw;
   } catch (const std::exception& e) {
     fail("comm: creating the ", s->backend, " group failed on rank ", env.rank, "/", env.world, " (master ", master,
-         "): ", message_of(e));
+         "): ", message_of(e), " (did all ", env.world, " ranks start and reach the rendezvous within the timeout of ",
+         options.timeout.count() / 1000.0, " s?)");
   }
   const auto period = std::clamp(options.timeout / 10, milliseconds(50), milliseconds(5000));
   s->liveness = std::make_unique<Liveness>(s->store, env.rank, env.world, period);

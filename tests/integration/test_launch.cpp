@@ -155,8 +155,9 @@ TEST(Launch, DeadRankEndsTheOtherProcess) {
   const auto results = wait_all({proc}, std::chrono::seconds(60));
   const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_EQ(results[0].exit_code, 2) << results[0].output;
-  EXPECT_NE(results[0].output.find("rendezvous at 127.0.0.1:" + std::to_string(port) + " failed on rank 0/2"),
-            std::string::npos)
-      << results[0].output;
+  // Where it gives up (the store or the group's connection) depends on timing; both say so.
+  EXPECT_NE(results[0].output.find("failed on rank 0/2"), std::string::npos) << results[0].output;
+  EXPECT_NE(results[0].output.find("127.0.0.1:" + std::to_string(port)), std::string::npos) << results[0].output;
+  EXPECT_NE(results[0].output.find("within the timeout"), std::string::npos) << results[0].output;
   EXPECT_LT(took, 30) << results[0].output;
 }

@@ -261,7 +261,7 @@ TEST(Comm, HungRankTimesOutTheOthers) {
         const double took = seconds_since(start);
         std::printf("rank 0 failed after %.2f s: %s\n", took, err.c_str());
         require(took >= 1.5 && took < 2.0 + 3.0, "timed out after ~2 s, took " + std::to_string(took));
-        require(err.find("timeout 2 s") != std::string::npos, "names the timeout: " + err);
+        require(err.find("timeout 2.00 s") != std::string::npos, "names the timeout: " + err);
         require(err.find("still alive") != std::string::npos, "says no rank died: " + err);
       },
       std::chrono::seconds(60));
