@@ -14,6 +14,7 @@
 #include "samba/core/log.h"
 #include "samba/io/files.h"
 #include "samba/io/safetensors.h"
+#include "samba/runtime/comm.h"
 
 namespace samba::ckpt {
 namespace {
@@ -24,9 +25,11 @@ constexpr const char* kManifest = "manifest.json";
 constexpr const char* kMarker = "COMPLETE";
 constexpr const char* kTmpPrefix = ".tmp-";
 constexpr const char* kReplacedSuffix = "-replaced";
-// Every file save_checkpoint writes; a manifest that omits one was not written by us.
-const char* const kPartFiles[] = {"model.safetensors", "optimizer.safetensors", "trainer.json", "model.yaml",
-                                  "train.yaml"};
+// The files every checkpoint has; a manifest that omits one was not written by us. Version 1
+// also had optimizer.safetensors; version 2 has one rank_<r>.safetensors per rank.
+const char* const kSharedFiles[] = {"model.safetensors", "trainer.json", "model.yaml", "train.yaml"};
+constexpr const char* kV1Optimizer = "optimizer.safetensors";
+constexpr int kVersion = 2;
 const char* const kDamagedFix = "; delete this checkpoint directory to resume from the previous one";
 
 struct DtypeCode {
@@ -49,6 +52,12 @@ std::optional<c10::ScalarType> type_of(const std::string& code) {
   for (const auto& d : kDtypeCodes)
     if (code == d.code) return d.type;
   return std::nullopt;
+}
+
+std::string rank_file(int rank) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "rank_%05d.safetensors", rank);
+  return buf;
 }
 
 std::string step_name(int64_t step) {
@@ -258,69 +267,143 @@ void load_state_into(torch::nn::Module& module, const std::map<std::string, torc
   for (auto& [name, dst] : targets) dst.copy_(tensors.at(name));
 }
 
-std::string save_checkpoint(const std::string& root, int64_t step, const CheckpointContent& content, int keep_last) {
-  check(step >= 0, "save_checkpoint: step ", step, " is negative; checkpoint steps count up from 0");
-  check(keep_last >= 0, "save_checkpoint: keep_last ", keep_last, " is negative; use 0 to keep every checkpoint");
-  const fs::path root_dir(root.empty() ? "." : root);
+namespace {
+
+// Puts the fully written (and marked) directory `tmp` under `final_dir`, replacing an older copy
+// of the same step so that at every moment one complete copy sits under the final name.
+void install(const fs::path& tmp, const fs::path& final_dir, const fs::path& root_dir) {
   std::error_code ec;
-  fs::create_directories(root_dir, ec);
-  check(!ec && fs::is_directory(root_dir), "cannot create checkpoint directory '", root_dir.string(),
-        "': ", ec.message(), "; check the path and permissions");
-
-  const std::string name = step_name(step);
-  const std::string pid = std::to_string(::getpid());
-  const fs::path final_dir = root_dir / name;
-  const fs::path tmp = root_dir / (kTmpPrefix + name + "-" + pid);
-  io::remove_tree(fs::path(tmp).string(), ec);  // our own leftover from an earlier failed attempt at this step
-  check(fs::create_directory(tmp, ec) && !ec, "cannot create '", tmp.string(), "': ", ec.message(),
-        "; check free space and permissions on the checkpoint directory");
-
+  if (!fs::exists(final_dir)) {
+    rename_or_fail(tmp, final_dir);
+    return;
+  }
+  // An atomic swap where the filesystem supports it; the old copy ends up under `tmp`.
+  if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_EXCHANGE) == 0) {
+    io::fsync_dir(root_dir.string());
+    remove_quietly(tmp, "replaced by a new save of the same step");
+    return;
+  }
+  // No swap: move the old copy aside under a temp name (it stays a complete checkpoint that a
+  // later prune removes), then move the new one in.
+  const fs::path old = fs::path(tmp.string() + kReplacedSuffix);
+  io::remove_tree(old.string(), ec);
+  rename_or_fail(final_dir, old);
   try {
-    save_tensors((tmp / "model.safetensors").string(), content.model, {{"format", "pt"}});
-    save_tensors((tmp / "optimizer.safetensors").string(), content.optimizer, {{"format", "pt"}});
-    io::write_file_atomic((tmp / "trainer.json").string(),
-                          content.trainer_state.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
-    io::write_file_atomic((tmp / "model.yaml").string(), content.model_config_yaml);
-    io::write_file_atomic((tmp / "train.yaml").string(), content.train_config_yaml);
-    nlohmann::ordered_json manifest = {{"format", "samba-checkpoint"}, {"version", 1}, {"step", step}};
-    auto& files = manifest["files"] = nlohmann::ordered_json::object();
-    for (const char* part : kPartFiles) {
-      const std::string p = (tmp / part).string();
-      files[part] = {{"bytes", fs::file_size(p)}, {"crc32c", io::file_crc32c_hex(p)}};
-    }
-    io::write_file_atomic((tmp / kManifest).string(), manifest.dump(2) + "\n");
-    io::fsync_dir(tmp.string());
-
-    if (fs::exists(final_dir)) {
-      // Re-saving a step (after resuming from before it): move the old copy aside so that at
-      // every moment either it or the new one sits under the final name.
-      const fs::path old = root_dir / (kTmpPrefix + name + "-" + pid + kReplacedSuffix);
-      io::remove_tree(fs::path(old).string(), ec);
-      rename_or_fail(final_dir, old);
-      try {
-        rename_or_fail(tmp, final_dir);
-      } catch (...) {
-        ::rename(old.c_str(), final_dir.c_str());  // put the previous copy back
-        throw;
-      }
-      io::fsync_dir(root_dir.string());
-      remove_quietly(old, "replaced by a new save of the same step");
-    } else {
-      rename_or_fail(tmp, final_dir);
-    }
+    rename_or_fail(tmp, final_dir);
   } catch (...) {
-    io::remove_tree(fs::path(tmp).string(), ec);
+    ::rename(old.c_str(), final_dir.c_str());  // put the previous copy back
     throw;
   }
   io::fsync_dir(root_dir.string());
-  io::write_file_atomic((final_dir / kMarker).string(), "step " + std::to_string(step) + "\n");
-  prune(root_dir, step, keep_last);
+  remove_quietly(old, "replaced by a new save of the same step");
+}
+
+nlohmann::ordered_json file_entry(const fs::path& path) {
+  return {{"bytes", fs::file_size(path)}, {"crc32c", io::file_crc32c_hex(path.string())}};
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& root, int64_t step, const CheckpointContent& content, int keep_last,
+                            runtime::Communicator* comm) {
+  check(step >= 0, "save_checkpoint: step ", step, " is negative; checkpoint steps count up from 0");
+  check(keep_last >= 0, "save_checkpoint: keep_last ", keep_last, " is negative; use 0 to keep every checkpoint");
+  const bool distributed = comm != nullptr && comm->distributed();
+  const int rank = distributed ? comm->rank() : 0;
+  const int world = distributed ? comm->world() : 1;
+  const fs::path root_dir(root.empty() ? "." : root);
+  const std::string name = step_name(step);
+  const fs::path final_dir = root_dir / name;
+  std::error_code ec;
+
+  // Rank 0 makes the temporary directory and tells everyone its name (or why it failed).
+  std::string status;
+  if (rank == 0) {
+    const fs::path tmp = root_dir / (kTmpPrefix + name + "-" + std::to_string(::getpid()));
+    fs::create_directories(root_dir, ec);
+    if (ec || !fs::is_directory(root_dir)) {
+      status = "error:cannot create checkpoint directory '" + root_dir.string() + "': " +
+               (ec ? ec.message() : std::string("a file is in the way")) + "; check the path and permissions";
+    } else {
+      io::remove_tree(tmp.string(), ec);  // our own leftover from an earlier failed attempt at this step
+      ec.clear();
+      if (!fs::create_directory(tmp, ec) || ec)
+        status = "error:cannot create '" + tmp.string() + "': " + (ec ? ec.message() : std::string("it exists")) +
+                 "; check free space and permissions on the checkpoint directory";
+      else
+        status = "ok:" + tmp.string();
+    }
+  }
+  if (distributed) status = comm->broadcast_string(status, 0);
+  if (status.rfind("error:", 0) == 0) fail(status.substr(6));
+  const fs::path tmp = status.substr(3);
+
+  // Every rank writes its own file (and rank 0 the shared ones).
+  std::string error;
+  try {
+    const fs::path mine = tmp / rank_file(rank);
+    save_tensors(mine.string(), content.optimizer, {{"format", "pt"}});
+    nlohmann::ordered_json entry = {{"file", rank_file(rank)}, {"meta", content.rank_meta}};
+    auto fe = file_entry(mine);
+    entry["bytes"] = fe["bytes"];
+    entry["crc32c"] = fe["crc32c"];
+    io::write_file_atomic((tmp / (rank_file(rank) + ".entry.json")).string(), entry.dump() + "\n");
+    if (rank == 0) {
+      save_tensors((tmp / "model.safetensors").string(), content.model, {{"format", "pt"}});
+      io::write_file_atomic((tmp / "trainer.json").string(),
+                            content.trainer_state.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+      io::write_file_atomic((tmp / "model.yaml").string(), content.model_config_yaml);
+      io::write_file_atomic((tmp / "train.yaml").string(), content.train_config_yaml);
+    }
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  // Agree on success: this is also the barrier after which rank 0 may finish the directory.
+  const int64_t failed = distributed ? comm->all_reduce_int(error.empty() ? 0 : 1, runtime::ReduceOp::Max)
+                                     : (error.empty() ? 0 : 1);
+  if (failed) {
+    if (rank == 0) io::remove_tree(tmp.string(), ec);
+    fail(error.empty() ? "checkpoint step " + std::to_string(step) +
+                             ": another rank could not write its part (its log says why); nothing was saved"
+                       : error);
+  }
+
+  status = "ok";
+  if (rank == 0) {
+    try {
+      nlohmann::ordered_json manifest = {{"format", "samba-checkpoint"}, {"version", kVersion}, {"step", step},
+                                         {"world", world}};
+      auto& files = manifest["files"] = nlohmann::ordered_json::object();
+      for (const char* part : kSharedFiles) files[part] = file_entry(tmp / part);
+      auto& ranks = manifest["ranks"] = nlohmann::ordered_json::array();
+      for (int r = 0; r < world; ++r) {
+        const fs::path entry_path = tmp / (rank_file(r) + ".entry.json");
+        auto entry = nlohmann::ordered_json::parse(io::read_file(entry_path.string()));
+        files[rank_file(r)] = {{"bytes", entry["bytes"]}, {"crc32c", entry["crc32c"]}};
+        ranks.push_back({{"rank", r}, {"file", rank_file(r)}, {"meta", entry["meta"]}});
+        fs::remove(entry_path);
+      }
+      io::write_file_atomic((tmp / kManifest).string(), manifest.dump(2) + "\n");
+      io::write_file_atomic((tmp / kMarker).string(), "step " + std::to_string(step) + "\n");
+      io::fsync_dir(tmp.string());
+      install(tmp, final_dir, root_dir);
+      io::fsync_dir(root_dir.string());
+      prune(root_dir, step, keep_last);
+    } catch (const std::exception& e) {
+      io::remove_tree(tmp.string(), ec);
+      status = std::string("error:") + e.what();
+    }
+  }
+  if (distributed) status = comm->broadcast_string(status, 0);
+  if (status.rfind("error:", 0) == 0) fail(status.substr(6));
   return final_dir.string();
 }
 
-std::string find_latest_checkpoint(const std::string& root) {
-  for (const auto& d : list_step_dirs(root.empty() ? fs::path(".") : fs::path(root)))
+std::string find_latest_checkpoint(const std::string& root, std::vector<std::string>* skipped) {
+  for (const auto& d : list_step_dirs(root.empty() ? fs::path(".") : fs::path(root))) {
     if (d.complete) return d.path.string();
+    if (skipped) skipped->push_back(d.path.string());
+  }
   return "";
 }
 
@@ -353,8 +436,22 @@ void verify_checkpoint(const std::string& dir) {
   check(manifest.is_object() && manifest.contains("files") && manifest["files"].is_object(), where, ": ",
         kManifest, " has no \"files\" object", kDamagedFix);
   const auto& files = manifest["files"];
-  for (const char* part : kPartFiles)
+  const int version = manifest.value("version", 1);
+  check(version == 1 || version == kVersion, where, ": ", kManifest, " has format version ", version,
+        ", which this samba does not read (it reads 1 and ", kVersion, "); use a newer samba");
+  for (const char* part : kSharedFiles)
     check(files.contains(part), where, ": ", kManifest, " does not list ", part, kDamagedFix);
+  if (version == 1) {
+    check(files.contains(kV1Optimizer), where, ": ", kManifest, " does not list ", kV1Optimizer, kDamagedFix);
+  } else {
+    check(manifest.contains("world") && manifest["world"].is_number_integer() && manifest["world"].get<int>() >= 1 &&
+              manifest.contains("ranks") && manifest["ranks"].is_array() &&
+              manifest["ranks"].size() == manifest["world"].get<size_t>(),
+          where, ": ", kManifest, " has no consistent \"world\" / \"ranks\" entries", kDamagedFix);
+    for (const auto& r : manifest["ranks"])
+      check(r.is_object() && r.contains("file") && r["file"].is_string() && files.contains(r["file"].get<std::string>()),
+            where, ": ", kManifest, " names a rank file it does not list", kDamagedFix);
+  }
 
   for (auto it = files.begin(); it != files.end(); ++it) {
     const std::string& file = it.key();
@@ -382,12 +479,14 @@ void verify_checkpoint(const std::string& dir) {
   }
 }
 
-CheckpointContent load_checkpoint(const std::string& dir) {
+Checkpoint load_checkpoint(const std::string& dir) {
   verify_checkpoint(dir);
   const fs::path root(dir);
-  CheckpointContent c;
+  Checkpoint c;
+  c.dir = dir;
+  const auto manifest = nlohmann::json::parse(io::read_file((root / kManifest).string()));
+  c.version = manifest.value("version", 1);
   c.model = to_named(load_tensors((root / "model.safetensors").string()));
-  c.optimizer = to_named(load_tensors((root / "optimizer.safetensors").string()));
   const std::string trainer = (root / "trainer.json").string();
   try {
     c.trainer_state = nlohmann::json::parse(io::read_file(trainer));
@@ -396,6 +495,15 @@ CheckpointContent load_checkpoint(const std::string& dir) {
   }
   c.model_config_yaml = io::read_file((root / "model.yaml").string());
   c.train_config_yaml = io::read_file((root / "train.yaml").string());
+  if (c.version == 1) {
+    c.world = 1;
+    c.ranks.push_back({0, (root / kV1Optimizer).string(), nlohmann::json::object()});
+  } else {
+    c.world = manifest["world"].get<int>();
+    for (const auto& r : manifest["ranks"])
+      c.ranks.push_back({r.value("rank", static_cast<int>(c.ranks.size())), (root / r["file"].get<std::string>()).string(),
+                         r.value("meta", nlohmann::json::object())});
+  }
   return c;
 }
 

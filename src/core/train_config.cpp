@@ -44,6 +44,13 @@ void read_optimizer(YamlMap m, OptimizerConfig& o) {
   m.finish();
 }
 
+void read_distributed(YamlMap m, DistributedConfig& d) {
+  m.read("zero1", d.zero1);
+  m.read("bucket_mb", d.bucket_mb, 0.0625, 4096.0);
+  m.read("timeout_s", d.timeout_s, 1, 7 * 24 * 3600);
+  m.finish();
+}
+
 // Paths in a recipe are relative to the recipe file unless absolute; data and run
 // directories are relative to the working directory (where the user runs samba).
 std::string relative_to(const std::string& file, const std::string& path) {
@@ -94,6 +101,7 @@ void read_recipe_keys(YamlMap& m, TrainConfig& c) {
   m.read("max_tokens", c.max_tokens, 1, kMaxTokens);
   if (!m.has("max_tokens")) m.error("max_tokens", "is required: the training length in tokens (it sets the LR schedule)");
   read_optimizer(m.child("optimizer"), c.optimizer);
+  read_distributed(m.child("distributed"), c.distributed);
   m.read_choice("precision", c.precision, {"auto", "fp32", "bf16"});
   m.read_choice("device", c.device, {"auto", "cpu", "cuda"});
   m.read("threads", c.threads, 0, 4096);
@@ -161,6 +169,11 @@ std::string to_yaml(const TrainConfig& c) {
   e << YAML::Key << "eps" << YAML::Value << o.eps << YAML::Key << "weight_decay" << YAML::Value << o.weight_decay;
   e << YAML::Key << "warmup_fraction" << YAML::Value << o.warmup_fraction;
   e << YAML::Key << "grad_clip" << YAML::Value << o.grad_clip;
+  e << YAML::EndMap;
+  const auto& d = c.distributed;
+  e << YAML::Key << "distributed" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "zero1" << YAML::Value << d.zero1 << YAML::Key << "bucket_mb" << YAML::Value << d.bucket_mb;
+  e << YAML::Key << "timeout_s" << YAML::Value << d.timeout_s;
   e << YAML::EndMap;
   e << YAML::Key << "precision" << YAML::Value << c.precision;
   e << YAML::Key << "device" << YAML::Value << c.device;

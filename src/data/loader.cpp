@@ -75,11 +75,6 @@ PackedLoader PackedLoader::sequential(const std::vector<std::string>& shard_path
   return PackedLoader(shard_paths, o);
 }
 
-uint64_t PackedLoader::windows_per_epoch() const {
-  const uint64_t w = static_cast<uint64_t>(options_.world);
-  return options_.shuffle ? (num_windows_ / w) * w : num_windows_;
-}
-
 bool PackedLoader::exhausted() const {
   return !options_.shuffle && cursor_.index + static_cast<uint64_t>(options_.rank) >= num_windows_;
 }
@@ -124,39 +119,57 @@ void PackedLoader::read_window(uint64_t w, int32_t* out) const {
   }
 }
 
+uint64_t PackedLoader::window_ahead(uint64_t offset) const {
+  check(options_.shuffle, "window_ahead: only training loaders look ahead");
+  const uint64_t n = num_windows_;
+  // cursor_.index < n always holds, so this neither overflows nor loops.
+  const uint64_t pos = cursor_.index + offset % n;
+  const uint64_t epoch = cursor_.epoch + offset / n + pos / n;
+  return window_at(epoch, pos % n);
+}
+
 std::vector<int32_t> PackedLoader::next_batch(int64_t batch_size) {
   check(batch_size > 0, "next_batch: batch size must be positive, got ", batch_size);
   const uint64_t row = static_cast<uint64_t>(options_.seq_len) + 1;
   const uint64_t world = static_cast<uint64_t>(options_.world), rank = static_cast<uint64_t>(options_.rank);
+  const uint64_t b = static_cast<uint64_t>(batch_size);
   std::vector<int32_t> batch;
-  batch.reserve(static_cast<size_t>(batch_size) * row);
-  for (int64_t b = 0; b < batch_size; ++b) {
-    uint64_t window;
-    if (options_.shuffle) {
-      if (cursor_.index + world > windows_per_epoch()) {
-        cursor_.epoch += 1;
-        cursor_.index = 0;
-      }
-      window = window_at(cursor_.epoch, cursor_.index + rank);
-    } else {
-      if (exhausted()) break;
-      window = cursor_.index + rank;
+  batch.reserve(static_cast<size_t>(b * row));
+  if (options_.shuffle) {
+    for (uint64_t i = 0; i < b; ++i) {
+      batch.resize(batch.size() + row);
+      read_window(window_ahead(rank * b + i), batch.data() + batch.size() - row);
     }
-    cursor_.index += world;
+    const uint64_t advance = world * b;
+    cursor_.epoch += advance / num_windows_;
+    cursor_.index += advance % num_windows_;
+    if (cursor_.index >= num_windows_) {
+      cursor_.index -= num_windows_;
+      cursor_.epoch += 1;
+    }
+    return batch;
+  }
+  for (uint64_t i = 0; i < b && !exhausted(); ++i) {
     batch.resize(batch.size() + row);
-    read_window(window, batch.data() + batch.size() - row);
+    read_window(cursor_.index + rank, batch.data() + batch.size() - row);
+    cursor_.index += world;
   }
   return batch;
 }
 
 void PackedLoader::restore(const Cursor& c) {
-  const uint64_t limit = options_.shuffle ? windows_per_epoch() : num_windows_ + options_.world;
-  check(c.index <= limit, "data cursor index ", c.index, " is past the ", windows_per_epoch(),
+  const uint64_t limit = options_.shuffle ? num_windows_ : num_windows_ + options_.world;
+  check(c.index <= limit, "data cursor index ", c.index, " is past the ", num_windows_,
         " windows per epoch of this dataset (seq_len ", options_.seq_len,
-        "): the checkpoint was made with other data or another seq_len/world size. Fix: resume with the "
+        "): the checkpoint was made with other data or another seq_len. Fix: resume with the "
         "same dataset and settings, or start a fresh run");
   if (c.seed != cursor_.seed) order_epoch_ = UINT64_MAX;  // order depends on the seed
   cursor_ = c;
+  // Loaders before v2 rolled over lazily and could stop exactly at the end of an epoch.
+  if (options_.shuffle && cursor_.index == num_windows_) {
+    cursor_.index = 0;
+    cursor_.epoch += 1;
+  }
 }
 
 }  // namespace samba::data

@@ -1,75 +1,105 @@
 #include "samba/optim/adamw.h"
 
+#include <algorithm>
 #include <cmath>
-#include <map>
+#include <cstring>
 
 #include "samba/core/error.h"
 
 namespace samba {
 
-AdamW::AdamW(std::vector<std::pair<std::string, torch::Tensor>> named_params, const OptimizerConfig& cfg) : cfg_(cfg) {
-  for (auto& [name, p] : named_params) {
-    check(p.scalar_type() == torch::kFloat32 || p.scalar_type() == torch::kFloat64, "parameter ", name,
-          " must be fp32 master weights, got ", p.scalar_type());
-    slots_.push_back({name, p, torch::zeros_like(p, torch::MemoryFormat::Contiguous),
-                      torch::zeros_like(p, torch::MemoryFormat::Contiguous)});
+AdamW::AdamW(dist::FlatParameters& flat, std::vector<std::pair<int64_t, int64_t>> ranges, const OptimizerConfig& cfg)
+    : flat_(flat), ranges_(std::move(ranges)), cfg_(cfg) {
+  int64_t total = 0;
+  for (const auto& [lo, hi] : ranges_) {
+    check(0 <= lo && lo <= hi && hi <= flat.numel(), "AdamW: range [", lo, ", ", hi, ") outside the flat buffer of ",
+          flat.numel());
+    range_offset_.push_back(total);
+    total += hi - lo;
   }
+  exp_avg_ = torch::zeros({total}, flat.params().options());
+  exp_avg_sq_ = torch::zeros({total}, flat.params().options());
 }
 
-void AdamW::zero_grad() {
-  for (auto& s : slots_) {
-    auto& g = s.param.mutable_grad();
-    if (g.defined()) g.zero_();
+torch::Tensor AdamW::grad_sq_sum() const {
+  torch::NoGradGuard no_grad;
+  auto sum = torch::zeros({}, flat_.grads().options());
+  for (const auto& [lo, hi] : ranges_) {
+    auto g = flat_.grads().narrow(0, lo, hi - lo);
+    sum += g.dot(g);
   }
+  return sum;
 }
 
-void AdamW::step(double lr) {
+void AdamW::step(double lr, double grad_scale) {
   torch::NoGradGuard no_grad;
   ++step_;
   const double bc1 = 1.0 - std::pow(cfg_.beta1, static_cast<double>(step_));
   const double bc2 = 1.0 - std::pow(cfg_.beta2, static_cast<double>(step_));
   const double step_size = lr / bc1;
   const double inv_sqrt_bc2 = 1.0 / std::sqrt(bc2);
-  for (auto& s : slots_) {
-    const auto& g = s.param.grad();
-    if (!g.defined()) continue;
+  for (size_t i = 0; i < ranges_.size(); ++i) {
+    const auto [lo, hi] = ranges_[i];
+    auto p = flat_.params().narrow(0, lo, hi - lo);
+    auto g = flat_.grads().narrow(0, lo, hi - lo);
+    auto m = exp_avg_.narrow(0, range_offset_[i], hi - lo);
+    auto v = exp_avg_sq_.narrow(0, range_offset_[i], hi - lo);
+    if (grad_scale != 1.0) g.mul_(grad_scale);
     // Decoupled weight decay (applied to all parameters, as in the paper's recipe).
-    if (cfg_.weight_decay > 0) s.param.mul_(1.0 - lr * cfg_.weight_decay);
-    s.exp_avg.mul_(cfg_.beta1).add_(g, 1.0 - cfg_.beta1);
-    s.exp_avg_sq.mul_(cfg_.beta2).addcmul_(g, g, 1.0 - cfg_.beta2);
-    auto denom = (s.exp_avg_sq.sqrt() * inv_sqrt_bc2).add_(cfg_.eps);
-    s.param.addcdiv_(s.exp_avg, denom, -step_size);
+    if (cfg_.weight_decay > 0) p.mul_(1.0 - lr * cfg_.weight_decay);
+    m.mul_(cfg_.beta1).add_(g, 1.0 - cfg_.beta1);
+    v.mul_(cfg_.beta2).addcmul_(g, g, 1.0 - cfg_.beta2);
+    auto denom = (v.sqrt() * inv_sqrt_bc2).add_(cfg_.eps);
+    p.addcdiv_(m, denom, -step_size);
   }
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> AdamW::state() const {
-  std::vector<std::pair<std::string, torch::Tensor>> out;
-  for (const auto& s : slots_) {
-    out.emplace_back(s.name + ".exp_avg", s.exp_avg);
-    out.emplace_back(s.name + ".exp_avg_sq", s.exp_avg_sq);
+std::vector<SavedOptimizerShard::Span> AdamW::spans() const {
+  std::vector<SavedOptimizerShard::Span> out;
+  for (size_t i = 0; i < ranges_.size(); ++i) {
+    const auto [lo, hi] = ranges_[i];
+    for (const auto& seg : flat_.segments(lo, hi))
+      out.push_back({seg.logical, seg.length, range_offset_[i] + (seg.physical - lo)});
   }
-  out.emplace_back("__step__", torch::tensor({step_}, torch::kLong));
   return out;
 }
 
-void AdamW::load_state(const std::vector<std::pair<std::string, torch::Tensor>>& state, const std::string& origin) {
-  std::map<std::string, torch::Tensor> by_name(state.begin(), state.end());
-  auto take = [&](const std::string& key, torch::Tensor& into) {
-    auto it = by_name.find(key);
-    check(it != by_name.end(), origin, ": optimizer state has no '", key,
-          "': the checkpoint was written for a different model");
-    check(it->second.sizes() == into.sizes(), origin, ": optimizer state '", key, "' has shape ", it->second.sizes(),
-          ", the model needs ", into.sizes());
-    torch::NoGradGuard no_grad;
-    into.copy_(it->second);
+void AdamW::load_state(const std::vector<SavedOptimizerShard>& shards, int64_t steps_taken) {
+  check(steps_taken >= 0, "optimizer state: negative step count ", steps_taken);
+  // Saved spans sorted by logical offset, to find the overlaps of each of ours.
+  struct Src {
+    int64_t logical, length, offset;
+    const SavedOptimizerShard* shard;
   };
-  for (auto& s : slots_) {
-    take(s.name + ".exp_avg", s.exp_avg);
-    take(s.name + ".exp_avg_sq", s.exp_avg_sq);
+  std::vector<Src> srcs;
+  for (const auto& s : shards)
+    for (const auto& sp : s.spans) srcs.push_back({sp.logical, sp.length, sp.offset, &s});
+  std::sort(srcs.begin(), srcs.end(), [](const Src& a, const Src& b) { return a.logical < b.logical; });
+
+  auto m_host = torch::zeros({exp_avg_.numel()}, torch::kFloat32);
+  auto v_host = torch::zeros({exp_avg_.numel()}, torch::kFloat32);
+  for (const auto& want : spans()) {
+    int64_t covered = 0;
+    auto it = std::partition_point(srcs.begin(), srcs.end(),
+                                   [&](const Src& s) { return s.logical + s.length <= want.logical; });
+    for (; it != srcs.end() && it->logical < want.logical + want.length; ++it) {
+      const int64_t lo = std::max(want.logical, it->logical);
+      const int64_t hi = std::min(want.logical + want.length, it->logical + it->length);
+      if (hi <= lo) continue;
+      const int64_t src_off = it->offset + (lo - it->logical), dst_off = want.offset + (lo - want.logical);
+      it->shard->read("exp_avg", src_off, hi - lo, m_host.data_ptr<float>() + dst_off);
+      it->shard->read("exp_avg_sq", src_off, hi - lo, v_host.data_ptr<float>() + dst_off);
+      covered += hi - lo;
+    }
+    check(covered == want.length, "optimizer state: the saved shards",
+          shards.empty() ? std::string() : " (" + shards.front().origin + ", ...)", " cover ", covered, " of the ",
+          want.length, " moments at logical offset ", want.logical,
+          ": the checkpoint was written for a different model or is missing a rank's shard");
   }
-  auto it = by_name.find("__step__");
-  check(it != by_name.end(), origin, ": optimizer state has no step counter");
-  step_ = it->second.item<int64_t>();
+  torch::NoGradGuard no_grad;
+  exp_avg_.copy_(m_host);
+  exp_avg_sq_.copy_(v_host);
+  step_ = steps_taken;
 }
 
 double learning_rate(const OptimizerConfig& cfg, int64_t step, int64_t total_steps) {
@@ -78,21 +108,6 @@ double learning_rate(const OptimizerConfig& cfg, int64_t step, int64_t total_ste
   const double span = static_cast<double>(std::max<int64_t>(1, total_steps - warmup));
   const double progress = std::min(1.0, static_cast<double>(step - warmup) / span);
   return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1.0 + std::cos(M_PI * progress));
-}
-
-double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {
-  torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> norms;
-  for (const auto& p : params)
-    if (p.grad().defined()) norms.push_back(p.grad().to(torch::kFloat32).norm(2).unsqueeze(0));
-  if (norms.empty()) return 0.0;
-  const double total = torch::cat(norms).norm(2).item<double>();
-  if (max_norm > 0 && std::isfinite(total) && total > max_norm) {
-    const double scale = max_norm / (total + 1e-6);
-    for (const auto& p : params)
-      if (p.grad().defined()) p.grad().mul_(scale);
-  }
-  return total;
 }
 
 }  // namespace samba

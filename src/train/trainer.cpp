@@ -1,314 +1,320 @@
 #include "samba/train/trainer.h"
 
-#include <signal.h>
-
-#include <atomic>
 #include <chrono>
-#include <cstdlib>
-#include <limits>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
+#include <limits>
 #include <memory>
-#include <sstream>
 
-#include "samba/ckpt/checkpoint.h"
 #include "samba/core/error.h"
 #include "samba/core/log.h"
-#include "samba/core/progress.h"
 #include "samba/data/loader.h"
 #include "samba/data/prepare.h"
-#include "samba/eval/perplexity.h"
-#include "samba/io/jsonl.h"
-#include "samba/io/tensorboard.h"
+#include "samba/dist/flat_params.h"
+#include "samba/dist/grad_reducer.h"
 #include "samba/model/analysis.h"
 #include "samba/model/model.h"
 #include "samba/optim/adamw.h"
+#include "samba/runtime/comm.h"
+#include "samba/runtime/launch_env.h"
+#include "samba/train/components.h"
 #include "samba/train/precision.h"
 
 namespace samba {
 namespace fs = std::filesystem;
 
+std::string checkpoint_root(const TrainConfig& cfg) { return (fs::path(cfg.run_dir) / "checkpoints").string(); }
+
 namespace {
 
-std::atomic<int> g_stop_signal{0};
-
-void on_stop_signal(int sig) {
-  g_stop_signal.store(sig);
-  // A second Ctrl-C should kill a run that is stuck, so restore the default action.
-  ::signal(sig, SIG_DFL);
+torch::Device device_for(const TrainConfig& cfg, const runtime::LaunchEnv& env) {
+  torch::Device d = pick_device(cfg.device);
+  if (!d.is_cuda()) return d;
+  const int n = static_cast<int>(torch::cuda::device_count());
+  check(env.local_rank < n, "local rank ", env.local_rank, " needs GPU ", env.local_rank, " but this node has ", n,
+        " GPU(s); launch at most ", n, " processes per node");
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
 }
 
-// Installs SIGTERM/SIGINT handlers for the lifetime of a training run.
-class StopSignals {
+// The trainer: the run's components, and the loop that strings them together.
+class Trainer {
  public:
-  StopSignals() {
-    g_stop_signal.store(0);
-    struct sigaction sa {};
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, &old_term_);
-    sigaction(SIGINT, &sa, &old_int_);
-  }
-  ~StopSignals() {
-    sigaction(SIGTERM, &old_term_, nullptr);
-    sigaction(SIGINT, &old_int_, nullptr);
-  }
-  int received() const { return g_stop_signal.load(); }
+  Trainer(const TrainConfig& cfg, const TrainOptions& options);
+  TrainResult run();
 
  private:
-  struct sigaction old_term_ {}, old_int_ {};
+  StepOutcome train_step();
+  void save(const char* reason);
+
+  const TrainConfig& cfg_;
+  TrainOptions options_;
+  runtime::LaunchEnv env_;
+  torch::Device device_;
+  std::unique_ptr<runtime::Communicator> comm_;
+  bool bf16_ = false;
+  bool zero1_ = false;
+  data::DatasetManifest dataset_;
+  std::unique_ptr<data::PackedLoader> loader_;
+  LanguageModel model_{nullptr};
+  std::unique_ptr<dist::FlatParameters> flat_;
+  std::unique_ptr<dist::GradReducer> reducer_;
+  std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<Checkpointer> checkpointer_;
+  std::unique_ptr<Evaluator> evaluator_;
+  std::unique_ptr<MetricsSink> metrics_;
+  std::unique_ptr<FaultInjector> faults_;
+  StopSignals signals_;
+  TrainState state_;
+  int64_t accum_ = 1, total_steps_ = 1, tokens_per_step_ = 0;
+  TrainResult result_;
 };
 
-std::string first_difference(const std::string& a, const std::string& b) {
-  std::istringstream sa(a), sb(b);
-  std::string la, lb;
-  while (true) {
-    const bool ga = static_cast<bool>(std::getline(sa, la));
-    const bool gb = static_cast<bool>(std::getline(sb, lb));
-    if (!ga && !gb) return "";
-    if (!ga || !gb || la != lb) return "checkpoint has '" + (ga ? la : "<end>") + "', the config has '" + (gb ? lb : "<end>") + "'";
+Trainer::Trainer(const TrainConfig& cfg, const TrainOptions& options)
+    : cfg_(cfg), options_(options), env_(runtime::detect_launch_env()), device_(device_for(cfg, env_)) {
+  const bool rank0 = env_.rank == 0;
+  if (rank0) fs::create_directories(cfg.run_dir);
+  init_logging(rank0 ? (fs::path(cfg.run_dir) / "train.log").string() : "", rank0 ? "info" : "warn");
+  if (device_.is_cuda()) torch::cuda::manual_seed_all(cfg.seed);  // touches the device before NCCL
+  runtime::CommOptions co;
+  co.timeout = std::chrono::seconds(cfg.distributed.timeout_s);
+  comm_ = runtime::Communicator::create(env_, device_, co);
+  if (env_.distributed()) spdlog::info("data parallel: {}", env_.describe());
+  bf16_ = cfg.precision == "bf16" || (cfg.precision == "auto" && device_.is_cuda());
+  check(!bf16_ || device_.is_cuda(), cfg.source, ": precision bf16 needs a GPU (CPU training runs in fp32); use precision: auto");
+  if (cfg.threads > 0) torch::set_num_threads(static_cast<int>(cfg.threads));
+  const int world = comm_->world();
+  zero1_ = cfg.distributed.zero1 && world > 1;
+
+  // --- batch geometry: the global batch is fixed by the recipe, whatever the world size ---
+  const int64_t per_micro = cfg.tokens_per_micro_batch();
+  const int64_t global_tokens = cfg.global_batch_tokens > 0 ? cfg.global_batch_tokens : per_micro * world;
+  check(global_tokens % (per_micro * world) == 0, cfg.source, ": global_batch_tokens ", global_tokens,
+        " is not a multiple of micro_batch x seq_len x ranks = ", cfg.micro_batch, " x ", cfg.seq_len, " x ", world,
+        " = ", per_micro * world, ". Fix: change micro_batch, or run on a number of ranks that divides ",
+        global_tokens / per_micro, " micro-batches");
+  accum_ = global_tokens / (per_micro * world);
+  tokens_per_step_ = global_tokens;
+  total_steps_ = std::max<int64_t>(1, (cfg.max_tokens + tokens_per_step_ - 1) / tokens_per_step_);
+
+  // --- data ---
+  dataset_ = data::load_dataset_manifest(cfg.data_dir);
+  check(cfg.model.vocab_size >= dataset_.vocab_size, cfg.model.source, ": vocab_size ", cfg.model.vocab_size,
+        " is smaller than the tokenizer's ", dataset_.vocab_size, " (", dataset_.tokenizer,
+        "): set vocab_size to at least ", dataset_.vocab_size);
+  data::LoaderOptions lo;
+  lo.seq_len = cfg.seq_len;
+  lo.seed = cfg.seed;
+  lo.rank = comm_->rank();
+  lo.world = world;
+  loader_ = std::make_unique<data::PackedLoader>(dataset_.train_paths(), lo);
+  check(loader_->num_windows() >= static_cast<uint64_t>(cfg.micro_batch), cfg.data_dir, ": the training split has only ",
+        loader_->num_windows(), " windows of ", cfg.seq_len, " tokens, fewer than one micro-batch (", cfg.micro_batch, ")");
+
+  // --- model, flat buffers, reducer, optimizer (same seed on every rank, then rank 0's weights everywhere) ---
+  torch::manual_seed(cfg.seed);
+  model_ = LanguageModel(cfg.model);
+  model_->to(device_);
+  model_->train();
+  std::vector<std::pair<std::string, torch::Tensor>> named;
+  for (const auto& p : model_->named_parameters()) named.emplace_back(p.key(), p.value());
+  dist::FlatOptions fo;
+  fo.world = world;
+  fo.bucket_bytes = static_cast<int64_t>(cfg.distributed.bucket_mb * 1024 * 1024);
+  flat_ = std::make_unique<dist::FlatParameters>(named, fo);
+  comm_->broadcast(flat_->params(), 0);
+  reducer_ = std::make_unique<dist::GradReducer>(*flat_, *comm_, zero1_);
+  optimizer_ = std::make_unique<AdamW>(*flat_, flat_->ranges_of(comm_->rank(), zero1_), cfg.optimizer);
+  checkpointer_ = std::make_unique<Checkpointer>(cfg, *comm_, device_);
+  evaluator_ = std::make_unique<Evaluator>(dataset_.val_paths(), cfg.seq_len, cfg.eval_tokens, cfg.micro_batch,
+                                           *comm_, bf16_);
+  faults_ = std::make_unique<FaultInjector>(comm_->rank());
+  state_.world = world;
+  state_.global_batch_windows = global_tokens / cfg.seq_len;
+  state_.zero1 = zero1_;
+  state_.cursor = loader_->cursor();
+
+  // --- resume ---
+  result_.unigram_ppl = dataset_.unigram_val_ppl;
+  result_.rank = comm_->rank();
+  result_.world = world;
+  bool resumed = false;
+  if (options.resume) {
+    std::vector<std::string> skipped;
+    const std::string latest = ckpt::find_latest_checkpoint(checkpointer_->root(), &skipped);
+    for (const auto& s : skipped)
+      spdlog::warn("--resume: skipping {}: it is incomplete (the run stopped while writing it)", s);
+    if (latest.empty()) {
+      spdlog::info("--resume: no complete checkpoint in {}, starting from scratch", checkpointer_->root());
+    } else {
+      TrainState saved = checkpointer_->load(latest, *model_, *optimizer_, *flat_, to_yaml(cfg.model));
+      if (saved.global_batch_windows > 0)
+        check(saved.global_batch_windows == state_.global_batch_windows, "cannot resume from ", latest, ": it was trained with ",
+              saved.global_batch_windows, " sequences per step and this run would use ", state_.global_batch_windows,
+              " (", world, " ranks). Fix: set global_batch_tokens: ", saved.global_batch_windows * cfg.seq_len,
+              " in the recipe, so the batch stays the same on any number of ranks");
+      if (saved.world != world)
+        spdlog::info("resuming a {}-rank checkpoint on {} ranks: optimizer state resharded, same global batch and data order",
+                     saved.world, world);
+      saved.world = world;
+      saved.zero1 = zero1_;
+      saved.global_batch_windows = state_.global_batch_windows;
+      state_ = saved;
+      loader_->restore(state_.cursor);
+      spdlog::info("resumed from {} at step {} ({} tokens)", latest, state_.step, state_.tokens);
+      result_.last_checkpoint = latest;
+      resumed = true;
+    }
   }
+
+  const ModelSummary summary = summarize(cfg.model, cfg.micro_batch, bf16_ ? 2 : 4);
+  spdlog::info("model {}: {} parameters ({} non-embedding), {:.3f} GFLOP/token training; device {}, {}",
+               cfg.model.name, summary.total_params, summary.non_embedding_params,
+               summary.training_flops_per_token / 1e9, device_.str(), bf16_ ? "bf16 autocast" : "fp32");
+  spdlog::info("data {}: {} train tokens, {} windows of {}; {} steps of {} tokens ({} x {} x {} accumulation x {} ranks){}",
+               cfg.data_dir, loader_->total_tokens(), loader_->num_windows(), cfg.seq_len, total_steps_,
+               tokens_per_step_, cfg.micro_batch, cfg.seq_len, accum_, world, zero1_ ? ", ZeRO-1" : "");
+  if (world > 1)
+    spdlog::info("gradient buckets: {} of ~{} MB; {} parameters per rank in the optimizer", flat_->buckets().size(),
+                 cfg.distributed.bucket_mb, optimizer_->state_numel());
+  // Every rank counts the whole run's throughput: peak of all ranks together.
+  const double peak = (cfg.peak_tflops > 0 ? cfg.peak_tflops * 1e12 : peak_flops(device_, bf16_)) * world;
+  metrics_ = std::make_unique<MetricsSink>(cfg, comm_->rank() == 0, resumed, state_.step, total_steps_,
+                                           options.progress, summary.training_flops_per_token, peak, device_);
 }
 
-std::string format_eta(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0) return "?";
-  char buf[32];
-  const int s = static_cast<int>(seconds);
-  if (s >= 3600) std::snprintf(buf, sizeof buf, "%dh%02dm", s / 3600, (s / 60) % 60);
-  else std::snprintf(buf, sizeof buf, "%dm%02ds", s / 60, s % 60);
-  return buf;
+// One optimizer step over the global batch: micro-batches with gradient accumulation, the
+// reduction overlapping the last backward, one small all-reduce that makes every rank agree on
+// the loss, the gradient norm, non-finite values and stop signals, then the update.
+StepOutcome Trainer::train_step() {
+  const auto start = std::chrono::steady_clock::now();
+  StepOutcome out;
+  flat_->zero_grad();
+  auto loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat32).device(device_));
+  const double scale = 1.0 / static_cast<double>(accum_ * comm_->world());
+  const bool poison = faults_->poison_loss(state_.step + 1);
+  for (int64_t micro = 0; micro < accum_; ++micro) {
+    std::vector<int32_t> rows = loader_->next_batch(cfg_.micro_batch);
+    auto batch = torch::from_blob(rows.data(), {cfg_.micro_batch, cfg_.seq_len + 1}, torch::kInt32)
+                     .to(device_, torch::kLong);
+    torch::Tensor loss;
+    {
+      AutocastScope autocast(device_, bf16_);
+      loss = model_->loss(batch.slice(1, 0, cfg_.seq_len), batch.slice(1, 1, cfg_.seq_len + 1));
+    }
+    if (poison) loss = loss * std::numeric_limits<float>::quiet_NaN();
+    reducer_->begin_backward(/*sync=*/micro + 1 == accum_);
+    (loss * scale).backward();
+    loss_sum += loss.detach().to(torch::kFloat32);
+  }
+  reducer_->finish();
+  out.comm_exposed_s = reducer_->stats().exposed_seconds;
+
+  // [loss sum, squared grad norm (sharded part), stop signal] summed over ranks.
+  auto sq = optimizer_->grad_sq_sum();
+  auto agreed = torch::stack({loss_sum, zero1_ ? sq : torch::zeros_like(sq),
+                              torch::full({}, static_cast<float>(signals_.received()), sq.options())});
+  comm_->all_reduce(agreed, runtime::ReduceOp::Sum);
+  if (!zero1_) agreed[1].copy_(sq);  // replicated gradients: every rank already has the full sum
+  auto host = agreed.to(torch::kCPU, torch::kFloat64);
+  const double* h = host.data_ptr<double>();
+  out.loss = h[0] * scale;
+  out.grad_norm = std::sqrt(h[1]);
+  out.stop_signal = static_cast<int>(h[2]);
+  const double lr = learning_rate(cfg_.optimizer, state_.step, total_steps_);
+  if (!std::isfinite(out.loss) || !std::isfinite(out.grad_norm)) {
+    out.skipped = true;
+  } else {
+    const double max_norm = cfg_.optimizer.grad_clip;
+    const double clip = (max_norm > 0 && out.grad_norm > max_norm) ? max_norm / (out.grad_norm + 1e-6) : 1.0;
+    optimizer_->step(lr, clip);
+    if (zero1_) {
+      // Every rank updated its piece of each bucket; gather the pieces back into every rank's copy.
+      std::vector<runtime::CommHandlePtr> pending;
+      for (int b = 0; b < static_cast<int>(flat_->buckets().size()); ++b) {
+        const auto& bucket = flat_->buckets()[static_cast<size_t>(b)];
+        auto [lo, hi] = flat_->piece(b, comm_->rank());
+        auto whole = flat_->params().narrow(0, bucket.begin, bucket.end - bucket.begin);
+        pending.push_back(comm_->all_gather(whole, flat_->params().narrow(0, lo, hi - lo).clone(), /*async=*/true));
+      }
+      for (auto& p : pending) p->wait();
+    }
+  }
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return out;
+}
+
+void Trainer::save(const char* reason) {
+  const nlohmann::json extra = {{"total_steps", total_steps_},
+                                {"tokenizer_path", dataset_.tokenizer},
+                                {"dataset_dir", dataset_.dir},
+                                {"model_name", cfg_.model.name}};
+  state_.cursor = loader_->cursor();
+  result_.last_checkpoint = checkpointer_->save(state_, *model_, *optimizer_, zero1_, extra, reason);
+}
+
+TrainResult Trainer::run() {
+  const int64_t first_step = state_.step;
+  auto evaluate = [&] {
+    auto r = evaluator_->run(model_);
+    result_.val_loss = r.loss;
+    result_.val_ppl = r.ppl;
+    metrics_->eval(state_, r.loss, r.ppl, r.tokens, dataset_.unigram_val_ppl);
+  };
+
+  while (state_.step < total_steps_) {
+    const StepOutcome outcome = train_step();
+    const double lr = learning_rate(cfg_.optimizer, state_.step, total_steps_);
+    if (outcome.skipped) {
+      ++state_.skipped_in_a_row;
+      check(cfg_.nan_policy == "skip", "step ", state_.step + 1, ": non-finite loss or gradient (loss ", outcome.loss,
+            ", grad norm ", outcome.grad_norm, "); stopping (nan_policy: stop). Lower the learning rate or resume from the last checkpoint");
+      check(state_.skipped_in_a_row <= cfg_.max_skipped_steps, "step ", state_.step + 1, ": ", state_.skipped_in_a_row,
+            " non-finite steps in a row; stopping. Lower the learning rate or check the data");
+      spdlog::warn("step {}: non-finite loss or gradient (loss {}, grad norm {}); every rank skips this update",
+                   state_.step + 1, outcome.loss, outcome.grad_norm);
+    } else {
+      state_.skipped_in_a_row = 0;
+    }
+    state_.step += 1;
+    state_.tokens += tokens_per_step_;
+    result_.last_loss = outcome.loss;
+    metrics_->step(state_, outcome, lr, tokens_per_step_);
+    faults_->maybe_exit_after(state_.step);
+
+    if (cfg_.eval_every > 0 && state_.step % cfg_.eval_every == 0 && state_.step < total_steps_) evaluate();
+    if (outcome.stop_signal) {
+      spdlog::warn("a stop signal reached the run: writing a checkpoint and stopping");
+      save("signal");
+      result_.interrupted = true;
+      break;
+    }
+    if (options_.stop_after_steps > 0 && state_.step - first_step >= options_.stop_after_steps) {
+      save("stop_after_steps");
+      break;
+    }
+    if (checkpointer_->due(state_.step) && state_.step < total_steps_) save("periodic");
+  }
+  metrics_->finish();
+  result_.steps = state_.step;
+  result_.tokens = state_.tokens;
+  if (state_.step >= total_steps_ && !result_.interrupted) {
+    save("final");  // a no-op when this step is already on disk
+    evaluate();
+    // A run whose model is no better than token frequencies has diverged or learned nothing.
+    result_.diverged = std::isfinite(result_.val_ppl) && result_.unigram_ppl > 0 && result_.val_ppl >= result_.unigram_ppl;
+    if (result_.diverged)
+      spdlog::warn("the final validation perplexity {:.2f} is no better than the unigram baseline {:.2f}: the run "
+                   "diverged or learned nothing (learning rate too high?)", result_.val_ppl, result_.unigram_ppl);
+  }
+  comm_->barrier();
+  return result_;
 }
 
 }  // namespace
 
-std::string checkpoint_root(const TrainConfig& cfg) { return (fs::path(cfg.run_dir) / "checkpoints").string(); }
-
 TrainResult train(const TrainConfig& cfg, const TrainOptions& options) {
-  fs::create_directories(cfg.run_dir);
-  init_logging((fs::path(cfg.run_dir) / "train.log").string());
-  const torch::Device device = pick_device(cfg.device);
-  const bool bf16 = cfg.precision == "bf16" || (cfg.precision == "auto" && device.is_cuda());
-  check(!bf16 || device.is_cuda(), cfg.source, ": precision bf16 needs a GPU (CPU training runs in fp32); use precision: auto");
-  if (cfg.threads > 0) torch::set_num_threads(static_cast<int>(cfg.threads));
-
-  // --- data ---
-  const data::DatasetManifest dataset = data::load_dataset_manifest(cfg.data_dir);
-  check(cfg.model.vocab_size >= dataset.vocab_size, cfg.model.source, ": vocab_size ", cfg.model.vocab_size,
-        " is smaller than the tokenizer's ", dataset.vocab_size, " (", dataset.tokenizer,
-        "): set vocab_size to at least ", dataset.vocab_size);
-  data::LoaderOptions lo;
-  lo.seq_len = cfg.seq_len;
-  lo.seed = cfg.seed;
-  data::PackedLoader loader(dataset.train_paths(), lo);
-  check(loader.num_windows() >= static_cast<uint64_t>(cfg.micro_batch), cfg.data_dir, ": the training split has only ",
-        loader.num_windows(), " windows of ", cfg.seq_len, " tokens, fewer than one micro-batch (", cfg.micro_batch, ")");
-
-  // --- model and optimizer ---
-  torch::manual_seed(cfg.seed);
-  LanguageModel model(cfg.model);
-  model->to(device);
-  model->train();
-  std::vector<std::pair<std::string, torch::Tensor>> named;
-  std::vector<torch::Tensor> params;
-  for (const auto& p : model->named_parameters()) {
-    named.emplace_back(p.key(), p.value());
-    params.push_back(p.value());
-  }
-  AdamW optimizer(named, cfg.optimizer);
-  const ModelSummary summary = summarize(cfg.model, cfg.micro_batch, bf16 ? 2 : 4);
-  const int64_t total_steps = cfg.total_steps();
-  const int64_t accum = cfg.accumulation_steps();
-  const int64_t tokens_per_step = accum * cfg.tokens_per_micro_batch();
-  const std::string model_yaml = to_yaml(cfg.model);
-
-  // --- resume ---
-  int64_t step = 0, tokens = 0;
-  TrainResult result;
-  result.unigram_ppl = dataset.unigram_val_ppl;
-  const std::string ckpt_root = checkpoint_root(cfg);
-  if (options.resume) {
-    const std::string latest = ckpt::find_latest_checkpoint(ckpt_root);
-    if (latest.empty()) {
-      spdlog::info("--resume: no complete checkpoint in {}, starting from scratch", ckpt_root);
-    } else {
-      ckpt::CheckpointContent c = ckpt::load_checkpoint(latest);
-      const std::string diff = first_difference(c.model_config_yaml, model_yaml);
-      check(diff.empty(), "cannot resume from ", latest, ": it was trained with a different model config (", diff,
-            "). Use the same model YAML, or a new run_dir to start a different model");
-      std::map<std::string, torch::Tensor> weights(c.model.begin(), c.model.end());
-      ckpt::load_state_into(*model, weights, latest);
-      optimizer.load_state(c.optimizer, latest);
-      step = c.trainer_state.at("step").get<int64_t>();
-      tokens = c.trainer_state.at("tokens").get<int64_t>();
-      loader.restore(data::Cursor::from_json(c.trainer_state.at("data_cursor"), latest + "/trainer.json"));
-      if (c.trainer_state.contains("rng_state")) {
-        auto bytes = c.trainer_state.at("rng_state").get<std::vector<uint8_t>>();
-        auto state = torch::from_blob(bytes.data(), {static_cast<int64_t>(bytes.size())}, torch::kUInt8).clone();
-        torch::manual_seed(cfg.seed);
-        auto gen = at::detail::getDefaultCPUGenerator();
-        gen.set_state(state);
-      }
-      spdlog::info("resumed from {} at step {} ({} tokens)", latest, step, tokens);
-      result.last_checkpoint = latest;
-    }
-  }
-
-  spdlog::info("model {}: {} parameters ({} non-embedding), {:.3f} GFLOP/token training; device {}, {}",
-               cfg.model.name, summary.total_params, summary.non_embedding_params,
-               summary.training_flops_per_token / 1e9, device.str(), bf16 ? "bf16 autocast" : "fp32");
-  spdlog::info("data {}: {} train tokens, {} windows of {}; {} steps of {} tokens ({} x {} x {} accumulation)",
-               cfg.data_dir, loader.total_tokens(), loader.num_windows(), cfg.seq_len, total_steps, tokens_per_step,
-               cfg.micro_batch, cfg.seq_len, accum);
-  const double peak = cfg.peak_tflops > 0 ? cfg.peak_tflops * 1e12 : peak_flops(device, bf16);
-
-  io::JsonlWriter metrics((fs::path(cfg.run_dir) / "metrics.jsonl").string(), /*append=*/options.resume);
-  io::EventWriter events((fs::path(cfg.run_dir) / "tb").string());
-
-  int64_t saved_step = -1;
-  auto save = [&](const char* why) {
-    ckpt::CheckpointContent c;
-    c.model = ckpt::module_state(*model);
-    c.optimizer = optimizer.state();
-    auto rng = at::detail::getDefaultCPUGenerator().get_state();
-    std::vector<uint8_t> rng_bytes(rng.data_ptr<uint8_t>(), rng.data_ptr<uint8_t>() + rng.numel());
-    c.trainer_state = {{"step", step},
-                       {"tokens", tokens},
-                       {"total_steps", total_steps},
-                       {"data_cursor", loader.cursor().to_json()},
-                       {"rng_state", rng_bytes},
-                       {"tokenizer_path", dataset.tokenizer},
-                       {"dataset_dir", dataset.dir},
-                       {"model_name", cfg.model.name},
-                       {"reason", why}};
-    c.model_config_yaml = model_yaml;
-    c.train_config_yaml = to_yaml(cfg);
-    result.last_checkpoint = ckpt::save_checkpoint(ckpt_root, step, c, static_cast<int>(cfg.keep_checkpoints));
-    saved_step = step;
-    spdlog::info("checkpoint step {} -> {} ({})", step, result.last_checkpoint, why);
-  };
-
-  auto evaluate = [&]() {
-    EvalOptions eo;
-    eo.max_tokens = cfg.eval_tokens;
-    eo.batch_tokens = cfg.tokens_per_micro_batch();
-    eo.bf16 = bf16;
-    PerplexityResult r = evaluate_perplexity(model, dataset.val_paths(), cfg.seq_len, eo);
-    result.val_loss = r.loss;
-    result.val_ppl = r.ppl;
-    metrics.write({{"step", step}, {"tokens", tokens}, {"val_loss", r.loss}, {"val_ppl", r.ppl},
-                   {"unigram_ppl", dataset.unigram_val_ppl}});
-    events.add_scalar("val/loss", static_cast<float>(r.loss), step);
-    events.add_scalar("val/ppl", static_cast<float>(r.ppl), step);
-    spdlog::info("eval step {}: val loss {:.4f}, ppl {:.2f} over {} tokens (unigram baseline ppl {:.2f})", step, r.loss,
-                 r.ppl, r.tokens, dataset.unigram_val_ppl);
-  };
-
-  StopSignals signals;
-  std::unique_ptr<Progress> progress;
-  if (options.progress) {
-    progress = std::make_unique<Progress>("train", static_cast<uint64_t>(total_steps), ProgressOptions{"steps"});
-    progress->update(static_cast<uint64_t>(step));
-  }
-  int64_t skipped_in_a_row = 0;
-  // Fault injection for tests: SAMBA_FAULT_NAN_STEP=k makes step k's loss NaN.
-  const char* fault_env = std::getenv("SAMBA_FAULT_NAN_STEP");
-  const int64_t fault_nan_step = fault_env ? std::atoll(fault_env) : -1;
-  const auto run_start = std::chrono::steady_clock::now();
-  auto window_start = run_start;
-  int64_t window_tokens = 0;
-  const int64_t first_step = step;
-
-  while (step < total_steps) {
-    const auto step_start = std::chrono::steady_clock::now();
-    optimizer.zero_grad();
-    double loss_sum = 0;
-    for (int64_t micro = 0; micro < accum; ++micro) {
-      std::vector<int32_t> rows = loader.next_batch(cfg.micro_batch);
-      auto batch = torch::from_blob(rows.data(), {cfg.micro_batch, cfg.seq_len + 1}, torch::kInt32)
-                       .to(device, torch::kLong);
-      torch::Tensor loss;
-      {
-        AutocastScope autocast(device, bf16);
-        loss = model->loss(batch.slice(1, 0, cfg.seq_len), batch.slice(1, 1, cfg.seq_len + 1));
-      }
-      (loss / static_cast<double>(accum)).backward();
-      loss_sum += loss.item<double>();
-    }
-    // Data-parallel hook: all-reduce gradients (and the loss) across ranks here.
-    double loss = loss_sum / static_cast<double>(accum);
-    if (step + 1 == fault_nan_step) loss = std::numeric_limits<double>::quiet_NaN();
-    const double grad_norm = clip_grad_norm(params, cfg.optimizer.grad_clip);
-    const double lr = learning_rate(cfg.optimizer, step, total_steps);
-    if (!std::isfinite(loss) || !std::isfinite(grad_norm)) {
-      ++skipped_in_a_row;
-      const std::string what = !std::isfinite(loss) ? "loss" : "gradient norm";
-      check(cfg.nan_policy == "skip", "step ", step + 1, ": non-finite ", what, " (loss ", loss, ", grad norm ",
-            grad_norm, "); stopping (nan_policy: stop). Lower the learning rate or resume from the last checkpoint");
-      check(skipped_in_a_row <= cfg.max_skipped_steps, "step ", step + 1, ": ", skipped_in_a_row,
-            " non-finite steps in a row; stopping. Lower the learning rate or check the data");
-      spdlog::warn("step {}: non-finite {} (loss {}, grad norm {}); skipping this update", step + 1, what, loss,
-                   grad_norm);
-      optimizer.zero_grad();
-    } else {
-      skipped_in_a_row = 0;
-      optimizer.step(lr);
-    }
-    ++step;
-    tokens += tokens_per_step;
-    window_tokens += tokens_per_step;
-    result.last_loss = loss;
-
-    const auto now = std::chrono::steady_clock::now();
-    const double step_s = std::chrono::duration<double>(now - step_start).count();
-    const double tok_s = static_cast<double>(tokens_per_step) / std::max(step_s, 1e-9);
-    const double mfu = summary.training_flops_per_token * tok_s / peak;
-    metrics.write({{"step", step}, {"tokens", tokens}, {"loss", loss}, {"lr", lr}, {"grad_norm", grad_norm},
-                   {"tokens_per_s", tok_s}, {"mfu", mfu}, {"step_s", step_s}});
-    events.add_scalar("train/loss", static_cast<float>(loss), step);
-    events.add_scalar("train/lr", static_cast<float>(lr), step);
-    events.add_scalar("train/grad_norm", static_cast<float>(grad_norm), step);
-    events.add_scalar("train/tokens_per_s", static_cast<float>(tok_s), step);
-    if (progress) {
-      char post[128];
-      std::snprintf(post, sizeof post, "loss %.3f lr %.2e", loss, lr);
-      progress->set_postfix(post);
-      progress->update(static_cast<uint64_t>(step));
-    }
-    if (step % cfg.log_every == 0 || step == total_steps) {
-      const double window_s = std::chrono::duration<double>(now - window_start).count();
-      const double avg_tok_s = static_cast<double>(window_tokens) / std::max(window_s, 1e-9);
-      const double run_s = std::chrono::duration<double>(now - run_start).count();
-      const double eta = run_s / static_cast<double>(step - first_step) * static_cast<double>(total_steps - step);
-      spdlog::info("step {}/{} | loss {:.4f} | lr {:.3e} | grad norm {:.3f} | {:.0f} tok/s | MFU {:.1f}% | mem {} | ETA {}",
-                   step, total_steps, loss, lr, grad_norm, avg_tok_s,
-                   100.0 * summary.training_flops_per_token * avg_tok_s / peak,
-                   human_bytes(memory_in_use_bytes(device)), format_eta(eta));
-      window_start = now;
-      window_tokens = 0;
-    }
-    if (cfg.eval_every > 0 && step % cfg.eval_every == 0 && step < total_steps) evaluate();
-    if (const int sig = signals.received()) {
-      spdlog::warn("received {}: writing a checkpoint and stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-      save(sig == SIGTERM ? "SIGTERM" : "SIGINT");
-      result.interrupted = true;
-      break;
-    }
-    if (options.stop_after_steps > 0 && step - first_step >= options.stop_after_steps) {
-      save("stop_after_steps");
-      break;
-    }
-    if (cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 && step < total_steps) save("periodic");
-  }
-  if (progress) progress->finish();
-  result.steps = step;
-  result.tokens = tokens;
-  if (step >= total_steps && !result.interrupted) {
-    if (saved_step != step) save("final");  // --stop-after-steps may have just saved this step
-    evaluate();
-  }
-  events.flush();
-  return result;
+  Trainer trainer(cfg, options);
+  return trainer.run();
 }
 
 }  // namespace samba

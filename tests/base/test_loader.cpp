@@ -83,9 +83,9 @@ TEST(Loader, EpochCoversEveryTargetOnce) {
   }
   EXPECT_EQ(std::set<uint64_t>(seen.begin(), seen.end()).size(), n) << "a window repeated within the epoch";
   for (uint64_t p = 1; p <= n * L; ++p) ASSERT_EQ(target_hits[p], 1) << "target position " << p;
-  EXPECT_EQ(loader.cursor().epoch, 0u);
-  loader.next_batch(1);
+  // The cursor moves to the next epoch as soon as one is used up.
   EXPECT_EQ(loader.cursor().epoch, 1u) << "epochs roll over automatically";
+  EXPECT_EQ(loader.cursor().index, 0u);
 }
 
 TEST(Loader, WindowsCrossShardBoundaries) {
@@ -174,54 +174,61 @@ TEST(Loader, CursorJsonErrors) {
   EXPECT_THROW(a.restore(Cursor{0, 1u << 20, 7}), samba::Error);
 }
 
-TEST(Loader, RankPartitionIsDisjointAndComplete) {
+TEST(Loader, RankPartitionIsDisjointCompleteAndDropsNothing) {
   Fixture f;
   const int64_t L = 16;
-  const int world = 4;
   const uint64_t n = PackedLoader(f.shards, opts(L, 3)).num_windows();
-  for (int epoch_check = 0; epoch_check < 2; ++epoch_check) {
-    std::vector<int> count(n, 0);
+  for (int world : {2, 3, 4}) {
+    // Enough calls to cover two epochs and a bit, with a batch that does not divide n.
+    const int64_t b = 3;
+    const uint64_t calls = (2 * n) / (world * b) + 2;
+    std::vector<std::vector<uint64_t>> per_rank(world);
     std::vector<Cursor> cursors;
     for (int r = 0; r < world; ++r) {
       PackedLoader loader(f.shards, opts(L, 3, r, world));
-      const uint64_t steps = loader.windows_per_epoch() / world;
-      EXPECT_EQ(loader.windows_per_epoch(), (n / world) * world);
-      if (epoch_check == 1) loader.restore(Cursor{1, 0, 3});
-      for (uint64_t s = 0; s < steps; ++s) {
-        auto row = loader.next_batch(1);
-        count[identify(f, row.data(), L)] += 1;
+      for (uint64_t s = 0; s < calls; ++s) {
+        auto rows = loader.next_batch(b);
+        for (int64_t i = 0; i < b; ++i) per_rank[r].push_back(identify(f, rows.data() + i * (L + 1), L));
       }
       cursors.push_back(loader.cursor());
     }
-    uint64_t used = 0;
-    for (int c : count) {
-      EXPECT_LE(c, 1) << "two ranks got the same window";
-      used += c;
-    }
-    EXPECT_EQ(used, (n / world) * world);
-    EXPECT_GT(used + world, n) << "fewer than world windows may be dropped per epoch";
     for (const auto& c : cursors) EXPECT_EQ(c, cursors.front()) << "ranks must share one cursor";
-  }
-  // With a window count divisible by world the partition is complete.
-  const int64_t L2 = 4;
-  const uint64_t n2 = PackedLoader(f.shards, opts(L2, 3)).num_windows();
-  int w2 = 1;
-  for (int cand = 2; cand <= 9; ++cand) if (n2 % cand == 0) w2 = cand;
-  ASSERT_GT(w2, 1) << "fixture should have a composite window count " << n2;
-  std::set<uint64_t> all;
-  for (int r = 0; r < w2; ++r) {
-    PackedLoader loader(f.shards, opts(L2, 3, r, w2));
-    for (uint64_t s = 0; s < n2 / w2; ++s) {
-      auto row = loader.next_batch(1);
-      for (uint64_t w = 0; w < n2; ++w) {
-        if (std::equal(row.begin(), row.end(), f.stream.begin() + static_cast<std::ptrdiff_t>(w * L2))) {
-          EXPECT_TRUE(all.insert(w).second);
-          break;
-        }
-      }
+    // Interleave the ranks' blocks back into the global sequence: it must be the one-rank
+    // sequence, every epoch a permutation of all n windows (none dropped at the boundary).
+    std::vector<uint64_t> global;
+    for (uint64_t s = 0; s < calls; ++s)
+      for (int r = 0; r < world; ++r)
+        for (int64_t i = 0; i < b; ++i) global.push_back(per_rank[r][s * b + i]);
+    PackedLoader single(f.shards, opts(L, 3));
+    std::vector<uint64_t> expected;
+    for (uint64_t s = 0; s < calls; ++s) {
+      auto rows = single.next_batch(world * b);
+      for (int64_t i = 0; i < world * b; ++i) expected.push_back(identify(f, rows.data() + i * (L + 1), L));
+    }
+    EXPECT_EQ(global, expected) << "world " << world;
+    EXPECT_EQ(single.cursor(), cursors.front());
+    for (uint64_t e = 0; e < 2; ++e) {
+      std::set<uint64_t> epoch(global.begin() + e * n, global.begin() + (e + 1) * n);
+      EXPECT_EQ(epoch.size(), n) << "epoch " << e << " of world " << world;
     }
   }
-  EXPECT_EQ(all.size(), n2);
+}
+
+TEST(Loader, WorldSizeCanChangeAtAStepBoundary) {
+  Fixture f;
+  const int64_t L = 16;
+  PackedLoader one(f.shards, opts(L, 5));
+  for (int i = 0; i < 7; ++i) one.next_batch(4);
+  const Cursor c = one.cursor();
+  auto expected = one.next_batch(4);
+  std::vector<int32_t> got;
+  for (int r = 0; r < 2; ++r) {
+    PackedLoader half(f.shards, opts(L, 5, r, 2));
+    half.restore(c);
+    auto rows = half.next_batch(2);
+    got.insert(got.end(), rows.begin(), rows.end());
+  }
+  EXPECT_EQ(got, expected);
 }
 
 TEST(Loader, SequentialEvalWindows) {

@@ -20,6 +20,13 @@ struct OptimizerConfig {
   double grad_clip = 1.0;         // max global grad norm; 0 = off
 };
 
+// Data-parallel settings (ignored by a single process).
+struct DistributedConfig {
+  bool zero1 = false;        // shard AdamW moments and master weights over ranks (ZeRO stage 1)
+  double bucket_mb = 25;     // gradient bucket size: smaller overlaps earlier, larger means fewer calls
+  int64_t timeout_s = 600;   // a collective stuck this long (dead or hung rank) ends every rank
+};
+
 struct TrainConfig {
   std::string source;       // the YAML file
   std::string model_path;   // resolved path of the model YAML
@@ -32,6 +39,7 @@ struct TrainConfig {
   int64_t global_batch_tokens = 0; // tokens per optimizer step; 0 = one micro-batch (no accumulation)
   int64_t max_tokens = 0;          // training length in tokens (sets the LR schedule)
   OptimizerConfig optimizer;
+  DistributedConfig distributed;
   std::string precision = "auto";  // auto (bf16 autocast on GPU, fp32 on CPU), fp32, bf16
   std::string device = "auto";     // auto, cpu, cuda
   int64_t threads = 0;             // CPU intra-op threads; 0 = torch's default

@@ -8,10 +8,12 @@
 //
 // Training mode shuffles the window order per epoch with a portable RNG (mt19937_64, whose
 // output the standard fixes, plus our own bounded draw and Fisher-Yates), so the same seed
-// gives the same batches on every platform. Data parallel: the shuffled order is consumed in
-// global steps of `world` windows; rank r takes position (step start + r). An epoch ends when
-// fewer than `world` windows remain (at most world-1 dropped, a different few each epoch), so
-// every rank rolls over at the same step and one cursor describes all of them.
+// gives the same batches on every platform. The epochs' orders are concatenated into one
+// global sequence of windows (no window is dropped at an epoch's end: a batch may straddle
+// two epochs). Data parallel: a call next_batch(b) consumes the next world*b positions of that
+// sequence and rank r takes the r-th block of b. So a step of `accum` micro-batches on `world`
+// ranks reads exactly the windows a one-rank run with accum*world micro-batches reads, and the
+// one cursor (a global position) describes every rank and survives a change of world size.
 //
 // Sequential mode (evaluation) keeps the natural order, makes one pass and does not roll over.
 #include <cstdint>
@@ -57,6 +59,9 @@ class PackedLoader {
   // (rolling into the next epoch as needed); sequential mode returns a short final batch and
   // then an empty vector.
   std::vector<int32_t> next_batch(int64_t batch_size);
+  // Training mode: the window at global position `offset` past the cursor (crossing epochs),
+  // without moving the cursor.
+  uint64_t window_ahead(uint64_t offset) const;
 
   // Tokens of window `w` (seq_len + 1 of them) in stream order, independent of the cursor.
   void read_window(uint64_t w, int32_t* out) const;
@@ -64,7 +69,7 @@ class PackedLoader {
   uint64_t window_at(uint64_t epoch, uint64_t pos) const;
 
   uint64_t num_windows() const { return num_windows_; }       // in the stream
-  uint64_t windows_per_epoch() const;                          // used per epoch, all ranks
+  uint64_t windows_per_epoch() const { return num_windows_; }  // every window, every epoch
   uint64_t total_tokens() const { return total_tokens_; }
   int64_t seq_len() const { return options_.seq_len; }
   uint32_t vocab_size() const { return vocab_size_; }
@@ -72,6 +77,8 @@ class PackedLoader {
   bool exhausted() const;  // sequential mode only: the pass is over
 
   Cursor cursor() const { return cursor_; }
+  int rank() const { return options_.rank; }
+  int world() const { return options_.world; }
   // Continues from `c` exactly: the same batches follow as after the cursor() that produced it.
   void restore(const Cursor& c);
 

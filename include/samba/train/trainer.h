@@ -1,7 +1,8 @@
 #pragma once
-// The one-process training loop (`samba train`). Data-parallel training wraps the same loop:
-// the loader already shards windows by rank, and gradients are reduced between backward and
-// the optimizer step (the hook is marked in trainer.cpp).
+// `samba train`: one loop for one process or many. The trainer is assembled from components
+// (components.h: state, step outcome, metrics, evaluator, checkpointer, stop signals, fault
+// injection) over the runtime (launch environment, device, communicator) and dist (flat
+// buffers, gradient reducer); the loop itself never mentions ranks.
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -11,9 +12,11 @@
 namespace samba {
 
 struct TrainOptions {
-  bool resume = false;           // continue from the newest complete checkpoint in run_dir
-  int64_t stop_after_steps = 0;  // stop (with a checkpoint) after this many steps; 0 = run to the end
-  bool progress = true;          // progress bar on the console
+  bool resume = false;               // continue from the newest complete checkpoint in run_dir
+  int64_t stop_after_steps = 0;      // stop (with a checkpoint) after this many steps; 0 = run to the end
+  bool progress = true;              // progress bar on the console (rank 0)
+  bool overwrite = false;            // a fresh run may replace an older run in run_dir
+  bool allow_recipe_change = false;  // --resume may change settings that alter the data order or batch
 };
 
 struct TrainResult {
@@ -24,7 +27,9 @@ struct TrainResult {
   double val_ppl = std::numeric_limits<double>::quiet_NaN();
   double unigram_ppl = std::numeric_limits<double>::quiet_NaN();
   std::string last_checkpoint;
-  bool interrupted = false;  // stopped by SIGTERM / SIGINT (a checkpoint was written)
+  bool interrupted = false;  // stopped by SIGTERM / SIGINT / SIGHUP (a checkpoint was written)
+  bool diverged = false;     // the final validation loss is no better than the unigram baseline
+  int rank = 0, world = 1;
 };
 
 TrainResult train(const TrainConfig& cfg, const TrainOptions& options);
