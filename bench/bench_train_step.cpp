@@ -1,10 +1,13 @@
-// Training-step throughput of whole models: forward + backward + AdamW on random tokens.
+// Training-step throughput of whole models: forward + backward + clip + AdamW (flat buffers, as
+// the trainer runs it) on random tokens.
 //   bench_train_step <model.yaml> [micro_batch] [seq_len] [steps]
 // Prints one table row per model: tokens/s, ms/step, MFU against the device peak.
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 
+#include "samba/dist/flat_params.h"
 #include "samba/model/analysis.h"
 #include "samba/model/model.h"
 #include "samba/optim/adamw.h"
@@ -27,18 +30,20 @@ int main(int argc, char** argv) {
     model->to(device);
     std::vector<std::pair<std::string, torch::Tensor>> named;
     for (const auto& p : model->named_parameters()) named.emplace_back(p.key(), p.value());
-    samba::AdamW opt(named, samba::OptimizerConfig{});
+    samba::dist::FlatParameters flat(named, {});
+    samba::AdamW opt(flat, flat.ranges_of(0, false), samba::OptimizerConfig{});
     auto tokens = torch::randint(cfg.vocab_size, {batch, cfg.seq_len + 1}, torch::TensorOptions(torch::kLong).device(device));
     auto one_step = [&] {
-      opt.zero_grad();
+      flat.zero_grad();
       torch::Tensor loss;
       {
         samba::runtime::AutocastScope autocast(device, bf16);
         loss = model->loss(tokens.slice(1, 0, cfg.seq_len), tokens.slice(1, 1, cfg.seq_len + 1));
       }
       loss.backward();
-      opt.step(1e-4);
-      return loss.item<double>();  // synchronises
+      const double norm = std::sqrt(opt.grad_sq_sum().item<double>());  // synchronises, as the trainer's step does
+      opt.step(1e-4, norm > 1.0 ? 1.0 / (norm + 1e-6) : 1.0);
+      return loss.item<double>();
     };
     one_step();  // warm-up (allocator, kernels)
     one_step();

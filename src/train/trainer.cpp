@@ -212,7 +212,7 @@ StepOutcome Trainer::train_step() {
   // [loss sum, squared grad norm (sharded part), stop signal] summed over ranks.
   auto sq = optimizer_->grad_sq_sum();
   auto agreed = torch::stack({loss_sum, zero1_ ? sq : torch::zeros_like(sq),
-                              torch::full({}, static_cast<float>(signals_.received()), sq.options())});
+                              torch::full({}, signals_.received() ? 1.0f : 0.0f, sq.options())});
   comm_->all_reduce(agreed, runtime::ReduceOp::Sum);
   if (!zero1_) agreed[1].copy_(sq);  // replicated gradients: every rank already has the full sum
   auto host = agreed.to(torch::kCPU, torch::kFloat64);
@@ -270,7 +270,7 @@ TrainResult Trainer::run() {
             ", grad norm ", outcome.grad_norm, "); stopping (nan_policy: stop). Lower the learning rate or resume from the last checkpoint");
       check(state_.skipped_in_a_row <= cfg_.max_skipped_steps, "step ", state_.step + 1, ": ", state_.skipped_in_a_row,
             " non-finite steps in a row; stopping. Lower the learning rate or check the data");
-      spdlog::warn("step {}: non-finite loss or gradient (loss {}, grad norm {}); every rank skips this update",
+      spdlog::warn("step {}: non-finite loss or gradient (loss {}, grad norm {}); skipping this update on every rank",
                    state_.step + 1, outcome.loss, outcome.grad_norm);
     } else {
       state_.skipped_in_a_row = 0;
@@ -283,8 +283,10 @@ TrainResult Trainer::run() {
 
     if (cfg_.eval_every > 0 && state_.step % cfg_.eval_every == 0 && state_.step < total_steps_) evaluate();
     if (outcome.stop_signal) {
-      spdlog::warn("a stop signal reached the run: writing a checkpoint and stopping");
-      save("signal");
+      const int mine = signals_.received();
+      const std::string what = mine ? StopSignals::name(mine) : std::string("a stop signal on another rank");
+      spdlog::warn("received {}: writing a checkpoint and stopping", what);
+      save(what.c_str());
       result_.interrupted = true;
       break;
     }

@@ -1,89 +1,23 @@
 // End-to-end through the `samba` binary on a generated corpus: a run killed with SIGKILL and
 // resumed reproduces the uninterrupted run's per-step losses exactly; SIGTERM checkpoints and
 // exits 0; a different model config is refused on resume; a corrupted checkpoint is reported.
-#include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <chrono>
-#include <functional>
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
-#include <map>
-#include <nlohmann/json.hpp>
-#include <random>
-#include <sstream>
-#include <thread>
-
-#include "samba/io/files.h"
+#include "integration/cli_util.h"
 
 namespace fs = std::filesystem;
+using samba::testing::losses;
+using samba::testing::samba_bin;
+using samba::testing::wait_for;
 
 namespace {
 
-std::string samba_bin() {
-  const char* b = std::getenv("SAMBA_BIN");
-  return b ? b : "";
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Runs a shell command, returns its exit status and fills `output` with stdout+stderr.
-int run(const std::string& cmd, std::string* output = nullptr) {
-  const fs::path out = fs::temp_directory_path() / ("samba_cmd_" + std::to_string(::getpid()) + ".txt");
-  const int rc = std::system((cmd + " > " + out.string() + " 2>&1").c_str());
-  if (output) *output = slurp(out);
-  fs::remove(out);
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
+std::string slurp(const fs::path& p) { return samba::testing::read_text(p); }
+int run(const std::string& cmd, std::string* output = nullptr) { return samba::testing::run_cmd(cmd, output); }
 
 // Starts `samba train <recipe> [--resume]` in the background; returns its pid.
 pid_t spawn_train(const fs::path& recipe, const fs::path& log, bool resume) {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    std::freopen(log.c_str(), "w", stdout);
-    std::freopen(log.c_str(), "a", stderr);
-    const std::string bin = samba_bin();
-    if (resume)
-      ::execl(bin.c_str(), bin.c_str(), "train", recipe.c_str(), "--no-progress", "--resume", nullptr);
-    else
-      ::execl(bin.c_str(), bin.c_str(), "train", recipe.c_str(), "--no-progress", nullptr);
-    std::_Exit(127);
-  }
-  return pid;
-}
-
-// step -> loss, the last value logged for each step (a resumed run re-logs the steps after
-// its checkpoint).
-std::map<int64_t, double> losses(const fs::path& run_dir) {
-  std::map<int64_t, double> out;
-  std::ifstream in(run_dir / "metrics.jsonl");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    auto j = nlohmann::json::parse(line);
-    if (j.contains("loss")) out[j["step"].get<int64_t>()] = j["loss"].get<double>();
-  }
-  return out;
-}
-
-// Polls `cond` while child `pid` runs. Returns true once it holds; false on timeout or when
-// the child exits first (then *status holds its wait status and the child is reaped).
-bool wait_for(pid_t pid, const std::function<bool()>& cond, double timeout_s, int* status) {
-  const auto start = std::chrono::steady_clock::now();
-  while (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < timeout_s) {
-    if (cond()) return true;
-    if (::waitpid(pid, status, WNOHANG) == pid) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return false;
+  std::vector<std::string> args{"train", recipe.string(), "--no-progress"};
+  if (resume) args.push_back("--resume");
+  return samba::testing::spawn_samba(args, log);
 }
 
 class TrainCli : public ::testing::Test {
@@ -94,28 +28,7 @@ class TrainCli : public ::testing::Test {
     if (samba_bin().empty()) return;
     dir_ = fs::temp_directory_path() / ("samba_train_cli_" + std::to_string(::getpid()));
     samba::io::remove_tree(fs::path(dir_).string());
-    fs::create_directories(dir_ / "corpus");
-    // A small synthetic corpus with structure to learn (a toy grammar over a word list).
-    std::mt19937 rng(7);
-    const std::vector<std::string> nouns{"cat", "dog", "river", "house", "teacher", "city", "garden", "letter"};
-    const std::vector<std::string> verbs{"sees", "finds", "follows", "writes", "opens", "likes"};
-    const std::vector<std::string> adjs{"old", "small", "green", "quiet", "bright"};
-    for (int d = 0; d < 60; ++d) {
-      std::ofstream f(dir_ / "corpus" / ("doc" + std::to_string(d) + ".txt"));
-      for (int s = 0; s < 40; ++s)
-        f << "The " << adjs[rng() % adjs.size()] << " " << nouns[rng() % nouns.size()] << " "
-          << verbs[rng() % verbs.size()] << " the " << nouns[rng() % nouns.size()] << ". ";
-      f << "\n";
-    }
-    std::string out;
-    ASSERT_EQ(run(samba_bin() + " data --input " + (dir_ / "corpus").string() + " --out " + (dir_ / "ds").string() +
-                      " --vocab-size 320",
-                  &out),
-              0)
-        << out;
-    std::ofstream(dir_ / "model.yaml") << "include: " << SAMBA_SOURCE_DIR << "/configs/models/tiny-samba.yaml\n"
-                                       << "vocab_size: 320\nd_model: 64\nseq_len: 32\nmlp_hidden: 128\n"
-                                       << "attention: {n_heads: 2, n_kv_heads: 2, window: 16}\n";
+    samba::testing::make_tiny_dataset(dir_);
   }
   static void TearDownTestSuite() {
     if (!dir_.empty()) samba::io::remove_tree(fs::path(dir_).string());
