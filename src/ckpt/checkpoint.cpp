@@ -1,5 +1,6 @@
 #include "samba/ckpt/checkpoint.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 

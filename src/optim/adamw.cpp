@@ -6,6 +6,12 @@
 
 #include "samba/core/error.h"
 
+#ifdef SAMBA_WITH_CUDA
+#include <c10/cuda/CUDAStream.h>
+
+#include "../kernels/adamw/adamw_cuda.h"
+#endif
+
 namespace samba {
 
 AdamW::AdamW(dist::FlatParameters& flat, std::vector<std::pair<int64_t, int64_t>> ranges, const OptimizerConfig& cfg)
@@ -44,6 +50,28 @@ void AdamW::step(double lr, double grad_scale) {
     auto g = flat_.grads().narrow(0, lo, hi - lo);
     auto m = exp_avg_.narrow(0, range_offset_[i], hi - lo);
     auto v = exp_avg_sq_.narrow(0, range_offset_[i], hi - lo);
+#ifdef SAMBA_WITH_CUDA
+    if (p.is_cuda()) {
+      // One fused pass over the range (the same arithmetic as below, in fp32).
+      kernels::cuda::AdamWArgs a;
+      a.param = p.data_ptr<float>();
+      a.grad = g.data_ptr<float>();
+      a.exp_avg = m.data_ptr<float>();
+      a.exp_avg_sq = v.data_ptr<float>();
+      a.n = hi - lo;
+      a.lr = static_cast<float>(lr);
+      a.beta1 = static_cast<float>(cfg_.beta1);
+      a.beta2 = static_cast<float>(cfg_.beta2);
+      a.eps = static_cast<float>(cfg_.eps);
+      a.weight_decay = static_cast<float>(cfg_.weight_decay);
+      a.step_size = static_cast<float>(step_size);
+      a.inv_sqrt_bc2 = static_cast<float>(inv_sqrt_bc2);
+      a.grad_scale = static_cast<float>(grad_scale);
+      const char* err = kernels::cuda::adamw_flat(a, c10::cuda::getCurrentCUDAStream(p.device().index()).stream());
+      check(err == nullptr, "AdamW CUDA kernel failed: ", err ? err : "");
+      continue;
+    }
+#endif
     if (grad_scale != 1.0) g.mul_(grad_scale);
     // Decoupled weight decay (applied to all parameters, as in the paper's recipe).
     if (cfg_.weight_decay > 0) p.mul_(1.0 - lr * cfg_.weight_decay);

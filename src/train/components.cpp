@@ -430,7 +430,8 @@ TrainState Checkpointer::load(const std::string& dir, torch::nn::Module& model, 
   } else if (c.version == 1 && c.trainer_state.contains("rng_state")) {
     auto bytes = c.trainer_state.at("rng_state").get<std::vector<uint8_t>>();
     auto state = torch::from_blob(bytes.data(), {static_cast<int64_t>(bytes.size())}, torch::kUInt8).clone();
-    at::detail::getDefaultCPUGenerator().set_state(state);
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    gen.set_state(state);
   }
   last_ = dir;
   TrainState s = TrainState::from_json(c.trainer_state, dir + "/trainer.json");

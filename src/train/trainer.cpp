@@ -6,6 +6,7 @@
 #include <limits>
 #include <memory>
 
+#include "samba/ckpt/checkpoint.h"
 #include "samba/core/error.h"
 #include "samba/core/log.h"
 #include "samba/data/loader.h"
