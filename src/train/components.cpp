@@ -351,7 +351,8 @@ std::string Checkpointer::save(const TrainState& s, torch::nn::Module& model, co
 }
 
 TrainState Checkpointer::load(const std::string& dir, torch::nn::Module& model, AdamW& optimizer,
-                              const dist::FlatParameters& flat, const std::string& model_yaml) {
+                              const dist::FlatParameters& flat, const std::string& model_yaml,
+                              std::string* saved_recipe) {
   ckpt::Checkpoint c = ckpt::load_checkpoint(dir);
   const std::string diff = first_difference(c.model_config_yaml, model_yaml);
   check(diff.empty(), "cannot resume from ", dir, ": it was trained with a different model config (", diff,
@@ -433,6 +434,7 @@ TrainState Checkpointer::load(const std::string& dir, torch::nn::Module& model, 
     at::Generator gen = at::detail::getDefaultCPUGenerator();
     gen.set_state(state);
   }
+  if (saved_recipe) *saved_recipe = c.train_config_yaml;
   last_ = dir;
   TrainState s = TrainState::from_json(c.trainer_state, dir + "/trainer.json");
   on_disk_step_ = s.step;

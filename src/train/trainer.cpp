@@ -9,10 +9,13 @@
 #include "samba/ckpt/checkpoint.h"
 #include "samba/core/error.h"
 #include "samba/core/log.h"
+#include "samba/core/recipe_diff.h"
 #include "samba/data/loader.h"
 #include "samba/data/prepare.h"
 #include "samba/dist/flat_params.h"
 #include "samba/dist/grad_reducer.h"
+#include "samba/io/files.h"
+#include "samba/io/run_dir.h"
 #include "samba/model/analysis.h"
 #include "samba/model/model.h"
 #include "samba/optim/adamw.h"
@@ -46,12 +49,15 @@ class Trainer {
  private:
   StepOutcome train_step();
   void save(const char* reason);
+  void claim_run_dir();
+  void check_recipe_changes(const std::string& checkpoint, const std::string& saved_recipe);
 
   const TrainConfig& cfg_;
   TrainOptions options_;
   runtime::LaunchEnv env_;
   torch::Device device_;
   std::unique_ptr<runtime::Communicator> comm_;
+  std::unique_ptr<io::RunLock> lock_;  // rank 0: this process owns run_dir
   bool bf16_ = false;
   bool zero1_ = false;
   data::DatasetManifest dataset_;
@@ -73,12 +79,13 @@ class Trainer {
 Trainer::Trainer(const TrainConfig& cfg, const TrainOptions& options)
     : cfg_(cfg), options_(options), env_(runtime::detect_launch_env()), device_(device_for(cfg, env_)) {
   const bool rank0 = env_.rank == 0;
-  if (rank0) fs::create_directories(cfg.run_dir);
-  init_logging(rank0 ? (fs::path(cfg.run_dir) / "train.log").string() : "", rank0 ? "info" : "warn");
+  init_logging("", rank0 ? "info" : "warn");
   if (device_.is_cuda()) torch::cuda::manual_seed_all(cfg.seed);  // touches the device before NCCL
   runtime::CommOptions co;
   co.timeout = std::chrono::seconds(cfg.distributed.timeout_s);
   comm_ = runtime::Communicator::create(env_, device_, co);
+  claim_run_dir();
+  if (rank0) init_logging((fs::path(cfg.run_dir) / "train.log").string(), "info");
   if (env_.distributed()) spdlog::info("data parallel: {}", env_.describe());
   bf16_ = cfg.precision == "bf16" || (cfg.precision == "auto" && device_.is_cuda());
   check(!bf16_ || device_.is_cuda(), cfg.source, ": precision bf16 needs a GPU (CPU training runs in fp32); use precision: auto");
@@ -147,7 +154,8 @@ Trainer::Trainer(const TrainConfig& cfg, const TrainOptions& options)
     if (latest.empty()) {
       spdlog::info("--resume: no complete checkpoint in {}, starting from scratch", checkpointer_->root());
     } else {
-      TrainState saved = checkpointer_->load(latest, *model_, *optimizer_, *flat_, to_yaml(cfg.model));
+      std::string saved_recipe;
+      TrainState saved = checkpointer_->load(latest, *model_, *optimizer_, *flat_, to_yaml(cfg.model), &saved_recipe);
       if (saved.global_batch_windows > 0)
         check(saved.global_batch_windows == state_.global_batch_windows, "cannot resume from ", latest, ": it was trained with ",
               saved.global_batch_windows, " sequences per step and this run would use ", state_.global_batch_windows,
@@ -160,6 +168,7 @@ Trainer::Trainer(const TrainConfig& cfg, const TrainOptions& options)
       saved.zero1 = zero1_;
       saved.global_batch_windows = state_.global_batch_windows;
       state_ = saved;
+      check_recipe_changes(latest, saved_recipe);
       loader_->restore(state_.cursor);
       spdlog::info("resumed from {} at step {} ({} tokens)", latest, state_.step, state_.tokens);
       result_.last_checkpoint = latest;
@@ -181,6 +190,53 @@ Trainer::Trainer(const TrainConfig& cfg, const TrainOptions& options)
   const double peak = (cfg.peak_tflops > 0 ? cfg.peak_tflops * 1e12 : peak_flops(device_, bf16_)) * world;
   metrics_ = std::make_unique<MetricsSink>(cfg, comm_->rank() == 0, resumed, state_.step, total_steps_,
                                            options.progress, summary.training_flops_per_token, peak, device_);
+}
+
+// Rank 0 locks run_dir for the life of the run and refuses to start a fresh run over an older
+// one (unless --overwrite, which clears it); every rank learns the outcome, so a refusal ends
+// the whole launch at once instead of leaving the other ranks waiting in a collective.
+void Trainer::claim_run_dir() {
+  std::string status = "ok";
+  if (comm_->rank() == 0) {
+    try {
+      lock_ = std::make_unique<io::RunLock>(io::RunLock::acquire(cfg_.run_dir, "samba train " + cfg_.source));
+      if (lock_->previous())
+        spdlog::warn("{}: taking over the lock of a run that is gone ({})", cfg_.run_dir, lock_->previous()->describe());
+      if (options_.overwrite) {
+        const auto old = io::inspect_run_dir(cfg_.run_dir);
+        if (old.holds_run()) {
+          spdlog::warn("--overwrite: removing the older run in {} ({})", cfg_.run_dir, old.describe());
+          for (const char* part : {"checkpoints", "tb", "metrics.jsonl", "train.log"})
+            io::remove_tree((fs::path(cfg_.run_dir) / part).string());
+        }
+      } else if (!options_.resume) {
+        io::check_fresh_run_dir(cfg_.run_dir);
+      }
+    } catch (const std::exception& e) {
+      status = std::string("error:") + e.what();
+    }
+  }
+  if (comm_->distributed()) status = comm_->broadcast_string(status, 0);
+  if (status.rfind("error:", 0) == 0)
+    fail(comm_->rank() == 0 ? status.substr(6) : "rank 0 refused to start: " + status.substr(6));
+}
+
+// A resumed run must be the run it claims to continue: changes that alter the data order or
+// the batch are refused unless asked for; the others are stated and recorded in the run.
+void Trainer::check_recipe_changes(const std::string& checkpoint, const std::string& saved_recipe) {
+  const TrainConfig old = parse_stored_recipe(saved_recipe, checkpoint + "/train.yaml");
+  const auto changes = recipe_changes(old, cfg_);
+  if (changes.empty()) return;
+  const std::string listed = format_changes(changes);
+  check(!breaks_data_order(changes) || options_.allow_recipe_change, "cannot resume from ", checkpoint,
+        ": the recipe changed in ways that make the continuation a different run:\n", listed,
+        "Fix: restore those values, start a new run_dir, or pass --allow-recipe-change to continue anyway");
+  spdlog::warn("resuming with a changed recipe (recorded in trainer.json):\n{}", listed);
+  nlohmann::json record = {{"step", state_.step}, {"changes", nlohmann::json::array()}};
+  for (const auto& c : changes)
+    record["changes"].push_back({{"key", c.key}, {"old", c.old_value}, {"new", c.new_value}, {"effect", c.effect},
+                                 {"breaks_data_order", c.kind == RecipeChangeKind::kBreaksDataOrder}});
+  state_.recipe_changes.push_back(record);
 }
 
 // One optimizer step over the global batch: micro-batches with gradient accumulation, the

@@ -133,8 +133,9 @@ class Checkpointer {
                    const nlohmann::json& extra, const std::string& reason);
   // Restores model, optimizer (resharded to this run's layout) and this rank's RNG from `dir`;
   // returns the trainer state it recorded.
+  // `saved_recipe` receives the checkpoint's train.yaml.
   TrainState load(const std::string& dir, torch::nn::Module& model, AdamW& optimizer,
-                  const dist::FlatParameters& flat, const std::string& model_yaml);
+                  const dist::FlatParameters& flat, const std::string& model_yaml, std::string* saved_recipe);
   bool due(int64_t step) const;
   const std::string& last() const { return last_; }
   const std::string& root() const { return root_; }
