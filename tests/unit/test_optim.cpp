@@ -8,7 +8,10 @@
 #include <set>
 
 #include "samba/core/error.h"
+#include "samba/core/config.h"
 #include "samba/dist/flat_params.h"
+#include "samba/dist/memory_plan.h"
+#include "samba/model/analysis.h"
 #include "samba/optim/adamw.h"
 
 namespace {
@@ -228,4 +231,19 @@ TEST(Clip, GradientNormMatchesLibtorch) {
   EXPECT_NEAR(std::sqrt(opt.grad_sq_sum().item<double>()), ref, 1e-4 * ref);
   named[0].second.mutable_grad()[3] = std::nanf("");
   EXPECT_FALSE(std::isfinite(opt.grad_sq_sum().item<double>()));
+}
+
+TEST(MemoryPlan, Zero1ShardsOnlyTheMomentsAndTheBigModelsFitOnEightGpus) {
+  for (const char* name : {"samba-1.7b", "samba-3.8b"}) {
+    const auto cfg = samba::load_model_config(std::string(SAMBA_SOURCE_DIR) + "/configs/models/" + name + ".yaml");
+    const auto s = samba::summarize(cfg, 1, 2);
+    const auto one = samba::dist::rank_memory(s, 1, false);
+    const auto eight = samba::dist::rank_memory(s, 8, true);
+    EXPECT_DOUBLE_EQ(one.optimizer, 8.0 * static_cast<double>(s.total_params));
+    EXPECT_DOUBLE_EQ(eight.optimizer, one.optimizer / 8);
+    EXPECT_DOUBLE_EQ(eight.weights, one.weights);
+    EXPECT_DOUBLE_EQ(eight.gradients, one.gradients);
+    EXPECT_LT(eight.total(), 141e9 * 0.92) << name << " should fit on 8 H200s with ZeRO-1";
+    EXPECT_NE(samba::dist::format_rank_memory(s, {1, 8}).find("yes"), std::string::npos);
+  }
 }
