@@ -19,7 +19,7 @@
 #include "samba/optim/adamw.h"
 #include "samba/runtime/comm.h"
 #include "samba/runtime/launch_env.h"
-#include "samba/train/precision.h"
+#include "samba/runtime/device.h"
 
 namespace {
 
@@ -40,8 +40,7 @@ int run_rank(int argc, char** argv) {
   const bool zero1 = argc > 7 && std::atoi(argv[7]) != 0;
 
   const auto env = samba::runtime::detect_launch_env();
-  torch::Device device = samba::pick_device("auto");
-  if (device.is_cuda()) device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
+  const torch::Device device = samba::runtime::pick_device("auto", env);
   const bool bf16 = device.is_cuda();
   auto comm = samba::runtime::Communicator::create(env, device);
   torch::manual_seed(0);
@@ -72,7 +71,7 @@ int run_rank(int argc, char** argv) {
       flat.zero_grad();
       reducer.begin_backward(true);
       {
-        samba::AutocastScope autocast(device, bf16);
+        samba::runtime::AutocastScope autocast(device, bf16);
         auto loss = model->loss(tokens.slice(1, 0, cfg.seq_len), tokens.slice(1, 1, cfg.seq_len + 1));
         loss.backward();
       }

@@ -19,7 +19,7 @@
 #include "samba/io/safetensors.h"
 #include "samba/io/tensorboard.h"
 #include "samba/model/analysis.h"
-#include "samba/train/precision.h"
+#include "samba/runtime/device.h"
 
 namespace samba {
 namespace fs = std::filesystem;
@@ -222,7 +222,7 @@ void MetricsSink::step(const TrainState& s, const StepOutcome& o, double lr, int
     spdlog::info("step {}/{} | loss {:.4f} | lr {:.3e} | grad norm {:.3f} | {:.0f} tok/s | MFU {:.1f}% | comm {:.1f} ms/step | mem {} | ETA {}",
                  s.step, total_steps_, o.loss, lr, o.grad_norm, avg_tok_s, 100.0 * flops_per_token_ * avg_tok_s / peak_,
                  1e3 * window_comm_s_ / static_cast<double>(std::max<int64_t>(1, window_steps_)),
-                 human_bytes(memory_in_use_bytes(device_)), format_eta(eta));
+                 human_bytes(runtime::memory_in_use_bytes(device_)), format_eta(eta));
     window_start_ = now;
     window_tokens_ = 0;
     window_comm_s_ = 0;
@@ -273,7 +273,7 @@ Evaluator::Result Evaluator::run(LanguageModel& model) {
     }
     const int64_t got = static_cast<int64_t>(rows.size()) / row;
     auto t = torch::from_blob(rows.data(), {got, row}, torch::kInt32).to(device, torch::kLong);
-    AutocastScope autocast(device, bf16_);
+    runtime::AutocastScope autocast(device, bf16_);
     auto logits = model->forward(t.slice(1, 0, seq_len_));
     auto loss = torch::nn::functional::cross_entropy(
         logits.reshape({-1, logits.size(-1)}).to(torch::kFloat32), t.slice(1, 1, row).reshape({-1}),

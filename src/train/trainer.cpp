@@ -22,7 +22,7 @@
 #include "samba/runtime/comm.h"
 #include "samba/runtime/launch_env.h"
 #include "samba/train/components.h"
-#include "samba/train/precision.h"
+#include "samba/runtime/device.h"
 
 namespace samba {
 namespace fs = std::filesystem;
@@ -30,15 +30,6 @@ namespace fs = std::filesystem;
 std::string checkpoint_root(const TrainConfig& cfg) { return (fs::path(cfg.run_dir) / "checkpoints").string(); }
 
 namespace {
-
-torch::Device device_for(const TrainConfig& cfg, const runtime::LaunchEnv& env) {
-  torch::Device d = pick_device(cfg.device);
-  if (!d.is_cuda()) return d;
-  const int n = static_cast<int>(torch::cuda::device_count());
-  check(env.local_rank < n, "local rank ", env.local_rank, " needs GPU ", env.local_rank, " but this node has ", n,
-        " GPU(s); launch at most ", n, " processes per node");
-  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
-}
 
 // The trainer: the run's components, and the loop that strings them together.
 class Trainer {
@@ -77,7 +68,7 @@ class Trainer {
 };
 
 Trainer::Trainer(const TrainConfig& cfg, const TrainOptions& options)
-    : cfg_(cfg), options_(options), env_(runtime::detect_launch_env()), device_(device_for(cfg, env_)) {
+    : cfg_(cfg), options_(options), env_(runtime::detect_launch_env()), device_(runtime::pick_device(cfg.device, env_)) {
   const bool rank0 = env_.rank == 0;
   init_logging("", rank0 ? "info" : "warn");
   if (device_.is_cuda()) torch::cuda::manual_seed_all(cfg.seed);  // touches the device before NCCL
@@ -187,7 +178,7 @@ Trainer::Trainer(const TrainConfig& cfg, const TrainOptions& options)
     spdlog::info("gradient buckets: {} of ~{} MB; {} parameters per rank in the optimizer", flat_->buckets().size(),
                  cfg.distributed.bucket_mb, optimizer_->state_numel());
   // Every rank counts the whole run's throughput: peak of all ranks together.
-  const double peak = (cfg.peak_tflops > 0 ? cfg.peak_tflops * 1e12 : peak_flops(device_, bf16_)) * world;
+  const double peak = (cfg.peak_tflops > 0 ? cfg.peak_tflops * 1e12 : runtime::peak_flops(device_, bf16_)) * world;
   metrics_ = std::make_unique<MetricsSink>(cfg, comm_->rank() == 0, resumed, state_.step, total_steps_,
                                            options.progress, summary.training_flops_per_token, peak, device_);
 }
@@ -255,7 +246,7 @@ StepOutcome Trainer::train_step() {
                      .to(device_, torch::kLong);
     torch::Tensor loss;
     {
-      AutocastScope autocast(device_, bf16_);
+      runtime::AutocastScope autocast(device_, bf16_);
       loss = model_->loss(batch.slice(1, 0, cfg_.seq_len), batch.slice(1, 1, cfg_.seq_len + 1));
     }
     if (poison) loss = loss * std::numeric_limits<float>::quiet_NaN();
