@@ -57,9 +57,9 @@ void add_train_command(CLI::App& app) {
                 cfg.run_dir.c_str(), cfg.run_dir.c_str());
     if (r.diverged) {
       std::fflush(stdout);
-      std::fprintf(stderr, "error: the run diverged: its validation perplexity %.2f is no better than the unigram "
-                           "baseline %.2f. Lower the learning rate (optimizer.lr) and train again\n",
-                   r.val_ppl, r.unigram_ppl);
+      std::fprintf(stderr, "error: the run diverged: its final validation loss %.4f (ppl %.2f) is no better than "
+                           "where it started. Lower the learning rate (optimizer.lr) and train again\n",
+                   r.val_loss, r.val_ppl);
       std::exit(4);
     }
   });

@@ -113,6 +113,7 @@ void read_recipe_keys(YamlMap& m, TrainConfig& c) {
   m.read_choice("nan_policy", c.nan_policy, {"skip", "stop"});
   m.read("max_skipped_steps", c.max_skipped_steps, 1, kMaxTokens);
   m.read("peak_tflops", c.peak_tflops, 0.0, 1e9);
+  m.read("deterministic", c.deterministic);
   m.finish();
 }
 
@@ -186,6 +187,7 @@ std::string to_yaml(const TrainConfig& c) {
   e << YAML::Key << "nan_policy" << YAML::Value << c.nan_policy;
   e << YAML::Key << "max_skipped_steps" << YAML::Value << c.max_skipped_steps;
   e << YAML::Key << "peak_tflops" << YAML::Value << c.peak_tflops;
+  e << YAML::Key << "deterministic" << YAML::Value << c.deterministic;
   e << YAML::EndMap;
   return std::string(e.c_str()) + "\n";
 }

@@ -68,15 +68,15 @@ class AccumulatedHook : public torch::autograd::FunctionPostHook {
 
 }  // namespace
 
-GradReducer::GradReducer(FlatParameters& flat, runtime::Communicator& comm, bool shard)
-    : flat_(flat), comm_(comm), state_(std::make_shared<State>()) {
+GradReducer::GradReducer(FlatParameters& flat, runtime::Communicator& comm, bool shard, bool always)
+    : flat_(flat), comm_(comm), state_(std::make_shared<State>()), enabled_(comm.distributed() || always) {
   check(!shard || flat.world() == comm.world(), "GradReducer: the flat layout has ", flat.world(),
         " pieces per bucket but the communicator has ", comm.world(), " ranks");
   state_->flat = &flat;
   state_->comm = &comm;
   state_->shard = shard;
   state_->expected.assign(flat.buckets().size(), 0);
-  if (!comm.distributed()) return;  // one process: nothing to reduce, no hooks
+  if (!enabled_) return;  // one process: nothing to reduce, no hooks
   for (const auto& slot : flat.slots()) {
     if (!slot.param.requires_grad()) continue;
     auto acc = torch::autograd::impl::grad_accumulator(slot.param);
@@ -102,7 +102,7 @@ GradReducer::~GradReducer() {
 void GradReducer::begin_backward(bool sync) {
   std::lock_guard<std::mutex> lock(state_->mu);
   check(state_->handles.empty(), "GradReducer: begin_backward while reductions are outstanding; call finish()");
-  state_->sync = sync && comm_.distributed();
+  state_->sync = sync && enabled_;
   state_->pending = state_->expected;
   state_->next = 0;
   state_->launched_in_backward = 0;

@@ -1,6 +1,7 @@
 #include "samba/train/trainer.h"
 
 #include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -65,15 +66,25 @@ class Trainer {
   TrainState state_;
   int64_t accum_ = 1, total_steps_ = 1, tokens_per_step_ = 0;
   TrainResult result_;
+  double first_loss_ = std::numeric_limits<double>::quiet_NaN();  // this process's first finite step
 };
 
 Trainer::Trainer(const TrainConfig& cfg, const TrainOptions& options)
     : cfg_(cfg), options_(options), env_(runtime::detect_launch_env()), device_(runtime::pick_device(cfg.device, env_)) {
   const bool rank0 = env_.rank == 0;
   init_logging("", rank0 ? "info" : "warn");
+  if (cfg.deterministic) {
+    // cuBLAS picks reduction orders by workspace; a fixed one makes its results reproducible.
+    ::setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
+    at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/false);
+  }
   if (device_.is_cuda()) torch::cuda::manual_seed_all(cfg.seed);  // touches the device before NCCL
   runtime::CommOptions co;
   co.timeout = std::chrono::seconds(cfg.distributed.timeout_s);
+  // SAMBA_COMM_FORCE_GROUP=1: a real NCCL/Gloo group, hooks and collectives even for one
+  // process, so the data-parallel path can be exercised (and timed) on a one-GPU machine.
+  const bool force_group = std::getenv("SAMBA_COMM_FORCE_GROUP") != nullptr;
+  co.force_group = force_group;
   comm_ = runtime::Communicator::create(env_, device_, co);
   claim_run_dir();
   if (rank0) init_logging((fs::path(cfg.run_dir) / "train.log").string(), "info");
@@ -82,7 +93,7 @@ Trainer::Trainer(const TrainConfig& cfg, const TrainOptions& options)
   check(!bf16_ || device_.is_cuda(), cfg.source, ": precision bf16 needs a GPU (CPU training runs in fp32); use precision: auto");
   if (cfg.threads > 0) torch::set_num_threads(static_cast<int>(cfg.threads));
   const int world = comm_->world();
-  zero1_ = cfg.distributed.zero1 && world > 1;
+  zero1_ = cfg.distributed.zero1 && (world > 1 || force_group);
 
   // --- batch geometry: the global batch is fixed by the recipe, whatever the world size ---
   const int64_t per_micro = cfg.tokens_per_micro_batch();
@@ -121,7 +132,7 @@ Trainer::Trainer(const TrainConfig& cfg, const TrainOptions& options)
   fo.bucket_bytes = static_cast<int64_t>(cfg.distributed.bucket_mb * 1024 * 1024);
   flat_ = std::make_unique<dist::FlatParameters>(named, fo);
   comm_->broadcast(flat_->params(), 0);
-  reducer_ = std::make_unique<dist::GradReducer>(*flat_, *comm_, zero1_);
+  reducer_ = std::make_unique<dist::GradReducer>(*flat_, *comm_, zero1_, /*always=*/force_group);
   optimizer_ = std::make_unique<AdamW>(*flat_, flat_->ranges_of(comm_->rank(), zero1_), cfg.optimizer);
   checkpointer_ = std::make_unique<Checkpointer>(cfg, *comm_, device_);
   evaluator_ = std::make_unique<Evaluator>(dataset_.val_paths(), cfg.seq_len, cfg.eval_tokens, cfg.micro_batch,
@@ -326,6 +337,7 @@ TrainResult Trainer::run() {
     state_.step += 1;
     state_.tokens += tokens_per_step_;
     result_.last_loss = outcome.loss;
+    if (!outcome.skipped && !std::isfinite(first_loss_)) first_loss_ = outcome.loss;
     metrics_->step(state_, outcome, lr, tokens_per_step_);
     faults_->maybe_exit_after(state_.step);
 
@@ -350,11 +362,17 @@ TrainResult Trainer::run() {
   if (state_.step >= total_steps_ && !result_.interrupted) {
     save("final");  // a no-op when this step is already on disk
     evaluate();
-    // A run whose model is no better than token frequencies has diverged or learned nothing.
-    result_.diverged = std::isfinite(result_.val_ppl) && result_.unigram_ppl > 0 && result_.val_ppl >= result_.unigram_ppl;
+    // Diverged: the model ends no better than where this run started (lr far too high leaves
+    // the loss at or above ln(vocab)), or not finite. Merely not beating the unigram baseline
+    // yet (a short run) is only worth a warning.
+    result_.diverged = !std::isfinite(result_.val_loss) ||
+                       (std::isfinite(first_loss_) && result_.val_loss >= first_loss_);
     if (result_.diverged)
-      spdlog::warn("the final validation perplexity {:.2f} is no better than the unigram baseline {:.2f}: the run "
-                   "diverged or learned nothing (learning rate too high?)", result_.val_ppl, result_.unigram_ppl);
+      spdlog::error("the run diverged: final validation loss {:.4f} is no better than the first training loss "
+                    "{:.4f} (learning rate too high?)", result_.val_loss, first_loss_);
+    else if (result_.unigram_ppl > 0 && !(result_.val_ppl < result_.unigram_ppl))
+      spdlog::warn("the final validation perplexity {:.2f} is not better than the unigram baseline {:.2f} yet",
+                   result_.val_ppl, result_.unigram_ppl);
   }
   comm_->barrier();
   return result_;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -99,7 +100,9 @@ inline std::map<int64_t, double> losses(const fs::path& run_dir) {
   while (std::getline(in, line)) {
     if (line.empty()) continue;
     auto j = nlohmann::json::parse(line);
-    if (j.contains("loss")) out[j["step"].get<int64_t>()] = j["loss"].get<double>();
+    // A non-finite loss is written as null.
+    if (j.contains("loss"))
+      out[j["step"].get<int64_t>()] = j["loss"].is_number() ? j["loss"].get<double>() : std::nan("");
   }
   return out;
 }

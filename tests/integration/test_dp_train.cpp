@@ -22,6 +22,8 @@ namespace {
 constexpr int64_t kSteps = 6;
 constexpr double kParamTol = 2e-4;
 constexpr double kLossRelTol = 1e-4;
+// Small buckets, so ZeRO-1 runs over several of them.
+constexpr const char* kZero1 = "{timeout_s: 20, zero1: true, bucket_mb: 0.0625}";
 
 class DataParallel : public ::testing::Test {
  protected:
@@ -41,14 +43,14 @@ class DataParallel : public ::testing::Test {
   }
 
   // Global batch 8 sequences of 32: accumulation 8 / (2 x world) micro-batches of 2.
-  fs::path recipe(const std::string& name, int64_t steps = kSteps, const std::string& extra = "") {
+  // `dist`: the recipe's distributed section.
+  fs::path recipe(const std::string& name, int64_t steps = kSteps, const std::string& dist = "{timeout_s: 20}") {
     const fs::path p = dir_ / (name + ".yaml");
     std::ofstream(p) << "model: model.yaml\ndata: " << (dir_ / "ds").string() << "\nrun_dir: " << (dir_ / name).string()
                      << "\ndevice: cpu\nseed: 5\nmicro_batch: 2\nglobal_batch_tokens: 512\nmax_tokens: " << steps * 512
                      << "\nthreads: 1\nlog_every: 1\ncheckpoint_every: 2\neval_tokens: 512\n"
                      << "optimizer: {lr: 0.003, min_lr: 0.0003, warmup_fraction: 0.1}\n"
-                     << "distributed: {timeout_s: 20}\n"
-                     << extra;
+                     << "distributed: " << dist << "\n";
     return p;
   }
 
@@ -126,7 +128,7 @@ TEST_F(DataParallel, TwoAndFourRanksMatchOneProcessAndZero1MatchesToo) {
   expect_losses_close(ref, losses(dir_ / "four"));
   EXPECT_LE(max_param_diff(final_model("one"), final_model("four")), kParamTol);
 
-  const std::string logz = run_ranks(recipe("zero", kSteps, "distributed: {timeout_s: 20, zero1: true, bucket_mb: 0.0625}\n"), 2);
+  const std::string logz = run_ranks(recipe("zero", kSteps, kZero1), 2);
   EXPECT_NE(logz.find("ZeRO-1"), std::string::npos) << logz;
   expect_losses_close(ref, losses(dir_ / "zero"));
   EXPECT_LE(max_param_diff(final_model("one"), final_model("zero")), kParamTol);
@@ -144,7 +146,7 @@ TEST_F(DataParallel, ResumeOnADifferentNumberOfRanksContinuesTheSameRun) {
   ASSERT_EQ(static_cast<int64_t>(ref.size()), kSteps);
 
   // 2 -> 1 (ZeRO-1 shards gathered back into one optimizer state).
-  const fs::path a = recipe("shrink", kSteps, "distributed: {timeout_s: 20, zero1: true, bucket_mb: 0.0625}\n");
+  const fs::path a = recipe("shrink", kSteps, kZero1);
   run_ranks(a, 2, {"--stop-after-steps", "3"});
   ASSERT_EQ(losses(dir_ / "shrink").size(), 3u);
   const std::string log1 = run_ranks(a, 1, {"--resume"});
@@ -153,7 +155,7 @@ TEST_F(DataParallel, ResumeOnADifferentNumberOfRanksContinuesTheSameRun) {
   EXPECT_EQ(losses(dir_ / "shrink").size(), static_cast<size_t>(kSteps)) << "each step once in metrics.jsonl";
 
   // 1 -> 2, into ZeRO-1 shards.
-  const fs::path b = recipe("grow", kSteps, "distributed: {timeout_s: 20, zero1: true, bucket_mb: 0.0625}\n");
+  const fs::path b = recipe("grow", kSteps, kZero1);
   run_ranks(b, 1, {"--stop-after-steps", "3"});
   run_ranks(b, 2, {"--resume"});
   expect_losses_close(ref, losses(dir_ / "grow"), 4);
@@ -202,7 +204,7 @@ TEST_F(DataParallel, SigkillOfAllRanksThenResumeIsBitwiseIdentical) {
 }
 
 TEST_F(DataParallel, SigkillOfOneRankEndsTheOthersWithAClearError) {
-  const fs::path r = recipe("dead", 400, "distributed: {timeout_s: 10}\n");
+  const fs::path r = recipe("dead", 400, "{timeout_s: 10}");
   const int port = free_port();
   std::vector<pid_t> pids;
   for (int rank = 0; rank < 2; ++rank)

@@ -144,3 +144,79 @@ TEST_F(TrainCli, NonFiniteLossIsSkippedOrStopsNamingTheStep) {
   EXPECT_NE(out.find("step 2: non-finite loss"), std::string::npos) << out;
   EXPECT_NE(out.find("nan_policy: stop"), std::string::npos) << out;
 }
+
+TEST_F(TrainCli, SighupCheckpointsLikeSigterm) {
+  const fs::path r = recipe("hupped", 400);
+  const pid_t pid = spawn_train(r, dir_ / "hupped.log", false);
+  int status = 0;
+  ASSERT_TRUE(wait_for(pid, [&] { return losses(dir_ / "hupped").size() >= 2; }, 120, &status)) << slurp(dir_ / "hupped.log");
+  ::kill(pid, SIGHUP);
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status)) << slurp(dir_ / "hupped.log");
+  EXPECT_EQ(WEXITSTATUS(status), 0) << slurp(dir_ / "hupped.log");
+  const std::string log = slurp(dir_ / "hupped.log");
+  EXPECT_NE(log.find("SIGHUP"), std::string::npos) << log;
+  const int64_t last = losses(dir_ / "hupped").rbegin()->first;
+  char name[32];
+  std::snprintf(name, sizeof name, "step_%08lld", static_cast<long long>(last));
+  EXPECT_TRUE(fs::exists(dir_ / "hupped" / "checkpoints" / name / "COMPLETE")) << log;
+}
+
+TEST_F(TrainCli, SecondTrainerOnARunDirectoryIsRefusedAndTheFirstIsUntouched) {
+  const fs::path r = recipe("locked", 400);
+  const pid_t pid = spawn_train(r, dir_ / "locked.log", false);
+  int status = 0;
+  ASSERT_TRUE(wait_for(pid, [&] { return losses(dir_ / "locked").size() >= 1; }, 120, &status)) << slurp(dir_ / "locked.log");
+  std::string out;
+  EXPECT_NE(run(samba_bin() + " train " + r.string() + " --no-progress --resume", &out), 0);
+  EXPECT_NE(out.find("pid " + std::to_string(pid)), std::string::npos) << out;
+  EXPECT_NE(run(samba_bin() + " train " + r.string() + " --no-progress", &out), 0);
+  ::kill(pid, SIGTERM);
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << slurp(dir_ / "locked.log");
+  // metrics.jsonl is still one writer's JSONL.
+  const auto l = losses(dir_ / "locked");
+  EXPECT_EQ(static_cast<int64_t>(l.size()), l.rbegin()->first);
+}
+
+TEST_F(TrainCli, FreshRunIntoAnOlderRunIsRefusedUnlessOverwrite) {
+  std::string out;
+  const fs::path r = recipe("older", 2);
+  ASSERT_EQ(run(samba_bin() + " train " + r.string() + " --no-progress", &out), 0) << out;
+  EXPECT_NE(run(samba_bin() + " train " + r.string() + " --no-progress", &out), 0);
+  EXPECT_NE(out.find("--resume"), std::string::npos) << out;
+  EXPECT_NE(out.find("--overwrite"), std::string::npos) << out;
+  ASSERT_EQ(run(samba_bin() + " train " + r.string() + " --no-progress --overwrite", &out), 0) << out;
+  EXPECT_EQ(losses(dir_ / "older").size(), 2u);
+}
+
+TEST_F(TrainCli, ChangedRecipeOnResumeIsListedAndRefusedOrRecorded) {
+  std::string out;
+  const fs::path r = recipe("changed", 6);
+  ASSERT_EQ(run(samba_bin() + " train " + r.string() + " --no-progress --stop-after-steps 2", &out), 0) << out;
+  // A new seed changes the data order: refused, listed, with the way out.
+  ASSERT_EQ(run(samba_bin() + " train " + r.string() + " --no-progress --resume --set seed=12 --stop-after-steps 1", &out) != 0, true) << out;
+  EXPECT_NE(out.find("seed: 11 -> 12"), std::string::npos) << out;
+  EXPECT_NE(out.find("--allow-recipe-change"), std::string::npos) << out;
+  // A new peak learning rate is legitimate: stated and recorded in the run.
+  ASSERT_EQ(run(samba_bin() + " train " + r.string() + " --no-progress --resume --set optimizer.lr=0.002 --stop-after-steps 1", &out), 0) << out;
+  EXPECT_NE(out.find("optimizer.lr"), std::string::npos) << out;
+  const auto state = nlohmann::json::parse(slurp(dir_ / "changed" / "checkpoints" / "step_00000003" / "trainer.json"));
+  ASSERT_EQ(state["recipe_changes"].size(), 1u) << state.dump();
+  EXPECT_EQ(state["recipe_changes"][0]["changes"][0]["key"], "optimizer.lr");
+  // Asked for explicitly, the data-order change goes through.
+  EXPECT_EQ(run(samba_bin() + " train " + r.string() + " --no-progress --resume --set seed=12 --allow-recipe-change", &out), 0) << out;
+}
+
+TEST_F(TrainCli, ADivergedRunIsReportedNotFinished) {
+  std::string out;
+  const fs::path r = recipe("diverged", 6, "nan_policy: skip\nmax_skipped_steps: 100\n");
+  std::string text = slurp(r);
+  text.replace(text.find("lr: 0.003"), 9, "lr: 10.0");
+  text.replace(text.find("min_lr: 0.0003"), 14, "min_lr: 10.0");
+  std::ofstream(r) << text;
+  const int rc = run(samba_bin() + " train " + r.string() + " --no-progress", &out);
+  EXPECT_EQ(rc, 4) << out;
+  EXPECT_NE(out.find("diverged"), std::string::npos) << out;
+  EXPECT_EQ(out.find("\nfinished"), std::string::npos) << out;
+}

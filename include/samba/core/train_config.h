@@ -50,6 +50,7 @@ struct TrainConfig {
   int64_t keep_checkpoints = 3;
   std::string nan_policy = "skip"; // skip the step, or stop the run
   int64_t max_skipped_steps = 10;  // consecutive non-finite steps before stopping anyway
+  bool deterministic = false;      // deterministic algorithms everywhere (bitwise-reproducible GPU runs)
   double peak_tflops = 0;          // device peak for MFU; 0 = H100 bf16 dense on GPU, measured on CPU
 
   int64_t tokens_per_micro_batch() const { return micro_batch * seq_len; }

@@ -20,8 +20,9 @@ struct ReducerStats {
 class GradReducer {
  public:
   // `shard`: reduce-scatter each bucket (rank r ends up with the sum of piece r only);
-  // otherwise all-reduce (every rank gets the full sum).
-  GradReducer(FlatParameters& flat, runtime::Communicator& comm, bool shard);
+  // otherwise all-reduce (every rank gets the full sum). One process reduces nothing unless
+  // `always` (to exercise the collective path on one device).
+  GradReducer(FlatParameters& flat, runtime::Communicator& comm, bool shard, bool always = false);
   ~GradReducer();
   GradReducer(const GradReducer&) = delete;
   GradReducer& operator=(const GradReducer&) = delete;
@@ -39,6 +40,7 @@ class GradReducer {
   FlatParameters& flat_;
   runtime::Communicator& comm_;
   std::shared_ptr<State> state_;
+  bool enabled_ = false;
   ReducerStats stats_;
 };
 
