@@ -3,6 +3,7 @@
 // data-parallel run with a launcher's environment, reading metrics.jsonl, and a small
 // synthetic corpus with structure to learn.
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -71,8 +72,12 @@ inline pid_t spawn_samba(const std::vector<std::string>& args, const fs::path& l
                          const std::map<std::string, std::string>& env = {}) {
   pid_t pid = ::fork();
   if (pid == 0) {
-    std::freopen(log.c_str(), "w", stdout);
-    std::freopen(log.c_str(), "a", stderr);
+    // One open file description for both streams, so their writes interleave instead of
+    // overwriting each other.
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    ::close(fd);
     for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
     const std::string bin = samba_bin();
     std::vector<char*> argv;

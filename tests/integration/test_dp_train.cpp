@@ -98,6 +98,8 @@ double max_param_diff(const fs::path& a, const fs::path& b) {
     }
     worst = std::max(worst, (t.to(torch::kFloat64) - it->second.to(torch::kFloat64)).abs().max().item<double>());
   }
+  std::printf("max |d theta| %s vs %s: %.3g\n", a.parent_path().parent_path().parent_path().filename().c_str(),
+              b.parent_path().parent_path().parent_path().filename().c_str(), worst);
   return worst;
 }
 
