@@ -21,8 +21,15 @@ build() {
   [ -z "$gpu_tests" ] && gpu_tests=$(ninja -C $B -t targets all | sed -n 's/^\([a-z_]*_gpu\): .*/\1/p' | sort -u | tr '\n' ' ')
   echo "gpu test targets: $gpu_tests"
   local t0=$(date +%s)
-  time ninja -C $B -j16 samba_cli bench_train_step bench_dp $gpu_tests >"$OUT/build.log" 2>&1 ||
-    { grep -E "error|FAILED" -A4 "$OUT/build.log" | head -80; return 1; }
+  if ! ninja -C $B -j16 samba_cli bench_train_step $gpu_tests >"$OUT/build.log" 2>&1; then
+    grep -E "error|FAILED" -A4 "$OUT/build.log" | head -60
+    # A c10d/NCCL API mismatch must not cost the rest of the session: retry without NCCL.
+    grep -q "comm.cpp" "$OUT/build.log" || return 1
+    echo "retrying without the NCCL backend"
+    cmake -S . -B $B -DSAMBA_NCCL_ROOT=/nonexistent >>"$OUT/cmake.log" 2>&1
+    ninja -C $B -j16 samba_cli bench_train_step $gpu_tests >"$OUT/build2.log" 2>&1 ||
+      { grep -E "error|FAILED" -A4 "$OUT/build2.log" | head -60; return 1; }
+  fi
   echo "build: $(( $(date +%s) - t0 )) s"
 }
 
@@ -33,7 +40,7 @@ d = sys.argv[1]; os.makedirs(d, exist_ok=True); r = random.Random(7)
 nouns = "cat dog river house teacher city garden letter window story mountain song".split()
 verbs = "sees finds follows writes opens likes paints hears".split()
 adjs = "old small green quiet bright cold distant".split()
-for i in range(400):
+for i in range(int(os.environ.get('DOCS', '120'))):
     with open(f"{d}/doc{i}.txt", "w") as f:
         f.write(" ".join(f"The {r.choice(adjs)} {r.choice(nouns)} {r.choice(verbs)} the {r.choice(nouns)}." for _ in range(300)) + "\n")
 PY
