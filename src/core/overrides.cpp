@@ -1,6 +1,8 @@
 #include "samba/core/overrides.h"
 
+#include <algorithm>
 #include <cctype>
+#include <optional>
 
 #include "samba/core/error.h"
 
@@ -30,6 +32,36 @@ void mark_tree(YAML::Node node, const std::string& origin, int depth = 0) {
 // key, which a later insertion under a key node would shadow.
 YAML::Node lookup(const YAML::Node& map, const std::string& key) { return map[key]; }
 
+// Layer characters are YAML syntax where a value starts with them ('*' is an alias, '-' a list
+// item), so `--set layers=[M,*]` or `--set pattern=*-M-` are not valid YAML. A value that fails
+// to parse is taken literally when that is unambiguous: a flat list of words, or one word.
+std::optional<YAML::Node> literal_value(const std::string& v) {
+  auto is_space = [](char c) { return c == ' ' || c == '\t'; };
+  auto trim = [&](std::string x) {
+    while (!x.empty() && is_space(x.front())) x.erase(x.begin());
+    while (!x.empty() && is_space(x.back())) x.pop_back();
+    return x;
+  };
+  const bool list = v.size() >= 2 && v.front() == '[' && v.back() == ']';
+  const std::string body = list ? v.substr(1, v.size() - 2) : v;
+  if (body.find_first_of("[]{}\"'#:") != std::string::npos) return std::nullopt;
+  if (!list) {
+    if (body.empty() || std::any_of(body.begin(), body.end(), is_space) || body.find(',') != std::string::npos)
+      return std::nullopt;
+    return YAML::Node(body);
+  }
+  YAML::Node seq(YAML::NodeType::Sequence);
+  size_t start = 0;
+  while (true) {
+    const size_t comma = body.find(',', start);
+    const std::string item = trim(body.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (item.empty() || std::any_of(item.begin(), item.end(), is_space)) return std::nullopt;
+    seq.push_back(item);
+    if (comma == std::string::npos) return seq;
+    start = comma + 1;
+  }
+}
+
 bool valid_key_part(const std::string& part) {
   if (part.empty()) return false;
   for (unsigned char c : part)
@@ -56,11 +88,15 @@ Override parse_override(const std::string& item, const std::string& shown_prefix
     if (dot == std::string::npos) break;
     start = dot + 1;
   }
+  const std::string value = item.substr(eq + 1);
   try {
-    o.value = YAML::Load(item.substr(eq + 1));
+    o.value = YAML::Load(value);
   } catch (const YAML::Exception& e) {
-    fail(o.text, ": the value is not valid YAML (", e.msg, "); quote characters YAML treats specially, "
-         "e.g. --set 'layers=[M, \"*\"]' or --set 'pattern=\"M-*-\"'");
+    auto literal = literal_value(value);
+    if (!literal)
+      fail(o.text, ": the value is not valid YAML (", e.msg, "); quote characters YAML treats specially, "
+           "e.g. --set 'name=\"a: b\"' or --set 'layers=[M, \"*\"]'");
+    o.value = *literal;
   }
   mark_tree(o.value, o.text);
   return o;

@@ -80,6 +80,18 @@ TEST(Overrides, QuotedSpecialCharactersAndCreatedSections) {
   EXPECT_EQ(c.gla.chunk_size, 32);
 }
 
+TEST(Overrides, LayerCharactersThatAreYamlSyntaxAreTakenLiterally) {
+  Files f;
+  // '*' starts a YAML alias, so these are not valid YAML; as flat lists or single words they
+  // are unambiguous.
+  EXPECT_EQ(samba::load_model_config(f.model, {"pattern=", "layers=[M,*]"}).layers, "M*");
+  EXPECT_EQ(samba::load_model_config(f.model, {"pattern=", "layers=[M, -, *, -]"}).layers, "M-*-");
+  EXPECT_EQ(samba::load_model_config(f.model, {"pattern=*-M-"}).layers, "*-M-*-M-");
+  const std::string msg = error_of([&] { samba::load_model_config(f.model, {"pattern=", "layers=[M,*,X]"}); });
+  EXPECT_HAS(msg, "--set layers=[M,*,X]: key 'layers'");
+  EXPECT_HAS(msg, "unknown layer 'X'");
+}
+
 TEST(Overrides, OverrideWinsOverAnIncludedBase) {
   Files f;
   samba::testing::spit(f.dir.file("child.yaml"), "include: model.yaml\nname: child\n");
@@ -110,8 +122,10 @@ TEST(Overrides, BadValuesAreErrorsNamingTheOverride) {
   EXPECT_HAS(msg, "not both");
   msg = error_of([&] { samba::load_model_config(f.model, {"attention={windw: 5}"}); });
   EXPECT_HAS(msg, "--set attention={windw: 5}: unknown key 'attention.windw'");
-  msg = error_of([&] { samba::load_model_config(f.model, {"layers=[M,*]"}); });
-  EXPECT_HAS(msg, "--set layers=[M,*]: the value is not valid YAML");
+  msg = error_of([&] { samba::load_model_config(f.model, {"name=[a, {b]"}); });
+  EXPECT_HAS(msg, "--set name=[a, {b]: the value is not valid YAML");
+  msg = error_of([&] { samba::load_model_config(f.model, {"layers=[M,,*]"}); });
+  EXPECT_HAS(msg, "not valid YAML");
   msg = error_of([&] { samba::load_model_config(f.model, {"d_model"}); });
   EXPECT_HAS(msg, "--set d_model: expected KEY=VALUE");
   msg = error_of([&] { samba::load_model_config(f.model, {"attention..window=3"}); });

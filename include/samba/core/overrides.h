@@ -9,8 +9,10 @@
 //
 // Syntax: KEY=VALUE. KEY is a dotted path of map keys (missing intermediate maps are created);
 // VALUE is parsed as YAML, so `512`, `true`, `[mamba, mlp]`, `{window: 512}` and `"M-*-"`
-// all work. A map value replaces the whole map; use dotted keys to change one entry. An empty
-// (or null) VALUE removes the key, e.g. `--set pattern= --set layers=[mamba, mlp]`.
+// all work; a value that is not YAML only because of layer characters (`[M,*]`, `*-M-`) is
+// taken literally as a flat list or a word. A map value replaces the whole map; use dotted
+// keys to change one entry. An empty (or null) VALUE removes the key, e.g.
+// `--set pattern= --set layers=[mamba, mlp]`.
 #include <yaml-cpp/yaml.h>
 
 #include <string>
