@@ -59,8 +59,8 @@ message(STATUS "samba: CUDA kernels ${SAMBA_WITH_CUDA}")
 # ---- c10d backends for data parallelism (only src/runtime/comm.cpp uses them) ----
 # samba::c10d carries what the backend needs to compile and link; SAMBA_C10D_DEFINITIONS the
 # defines that make c10d's headers declare it (set on comm.cpp alone, so the precompiled
-# header of the other sources stays valid). Neither is required: without one, a multi-process run on that device type
-# fails with a clear message and single-process runs are unaffected.
+# header of the other sources stays valid). Neither is required: without one, a multi-process
+# run on that device type fails with a clear message and single-process runs are unaffected.
 #   CPU build (Debian libtorch 1.13): Gloo. ProcessGroupGloo.hpp needs gloo's headers
 #     (libgloo-dev); the implementation is in libtorch_cpu, the transport in libgloo.
 #   GPU build (torch wheel): NCCL, headers and library from the wheel's nvidia.nccl package
@@ -86,8 +86,12 @@ if(_torch_is_system)
     message(WARNING "samba: gloo not found ('apt-get install libgloo-dev'): multi-process CPU runs disabled")
   endif()
 endif()
-if(Torch_FOUND AND (TARGET torch_cuda OR TORCH_CUDA_LIBRARIES))
+set(SAMBA_NCCL "AUTO" CACHE STRING "c10d NCCL backend: AUTO (the torch wheel's NCCL when found) or OFF")
+if(Torch_FOUND AND (TARGET torch_cuda OR TORCH_CUDA_LIBRARIES) AND NOT SAMBA_NCCL STREQUAL "OFF")
   set(SAMBA_NCCL_ROOT "" CACHE PATH "NCCL root (include/, lib/); default: the torch wheel's nvidia.nccl")
+  # Searched anew on every configure, so changing SAMBA_NCCL_ROOT takes effect.
+  unset(SAMBA_NCCL_INCLUDE CACHE)
+  unset(SAMBA_LIB_NCCL CACHE)
   if(NOT SAMBA_NCCL_ROOT)
     find_package(Python3 COMPONENTS Interpreter QUIET)
     if(Python3_Interpreter_FOUND)
@@ -110,6 +114,8 @@ if(Torch_FOUND AND (TARGET torch_cuda OR TORCH_CUDA_LIBRARIES))
     message(WARNING "samba: the torch wheel's NCCL was not found (pip package nvidia-nccl; or set "
       "-DSAMBA_NCCL_ROOT=<dir with include/nccl.h and lib/libnccl.so.2>): multi-GPU runs disabled")
   endif()
+elseif(SAMBA_NCCL STREQUAL "OFF")
+  message(STATUS "samba: c10d NCCL backend off (SAMBA_NCCL=OFF): multi-GPU runs disabled")
 endif()
 
 # ---- spdlog (see gpu-machine.md: the wheel's bundled fmt shadows the system one) ----
