@@ -215,6 +215,11 @@ struct Run {
   torch::ScalarType dtype;
 };
 
+// gtest prints parameters with this (instead of the struct's raw bytes).
+inline void PrintTo(const Run& r, std::ostream* os) {
+  *os << "op " << r.op << " backend " << r.backend << " shape " << r.shape << " " << c10::toString(r.dtype);
+}
+
 inline std::string run_name(const std::vector<OpCase>& table, const Run& r) {
   std::string s = table[r.op].op + "_" + table[r.op].backends[r.backend].name + "_" + c10::toString(r.dtype) + "_s" +
                   std::to_string(r.shape);
