@@ -11,9 +11,12 @@
 #include <nlohmann/json.hpp>
 
 #include "samba/ckpt/checkpoint.h"
+#include "samba/ckpt/hf_interop.h"
 #include "samba/core/error.h"
 #include "samba/core/log.h"
+#include "samba/io/crc32c.h"
 #include "samba/io/files.h"
+#include "samba/io/safetensors.h"
 
 // The build may pass the project version; exports stay loadable without it.
 #ifndef SAMBA_VERSION
@@ -27,13 +30,38 @@ namespace fs = std::filesystem;
 using ojson = nlohmann::ordered_json;
 
 // What an export directory may hold; a directory with anything else is not ours to replace.
-const char* const kExportFiles[] = {"model.safetensors", "config.json", "model.yaml", "tokenizer.model"};
+const char* const kExportFiles[] = {"model.safetensors", "config.json", "model.yaml", "tokenizer.model",
+                                    "logits.safetensors"};
+// Checksums travel inside model.safetensors' __metadata__ (docs/FORMATS.md): one CRC32C per
+// tensor, and one per sibling file, so a damaged export is named instead of evaluated.
+const char* const kTensorCrcKey = "samba_tensor_crc32c";
+const char* const kFileCrcKey = "samba_file_crc32c";
 
 torch::ScalarType export_dtype(const std::string& name) {
   if (name == "float32") return torch::kFloat32;
   if (name == "bfloat16") return torch::kBFloat16;
   if (name == "float16") return torch::kFloat16;
   fail("export dtype '", name, "' is not supported; choose float32, bfloat16 or float16");
+}
+
+uint32_t crc_of(const torch::Tensor& t) {
+  return io::crc32c(t.data_ptr(), static_cast<size_t>(t.numel()) * t.element_size());
+}
+
+uint32_t crc_of(const std::string& bytes) { return io::crc32c(bytes.data(), bytes.size()); }
+
+// Parses one of our checksum maps ({"name": crc}) from the metadata; empty when absent.
+std::map<std::string, uint32_t> crc_map(const io::SafetensorsFile& f, const char* key) {
+  std::map<std::string, uint32_t> out;
+  auto it = f.metadata().find(key);
+  if (it == f.metadata().end()) return out;
+  try {
+    for (const auto& [name, v] : nlohmann::json::parse(it->second).items()) out[name] = v.get<uint32_t>();
+  } catch (const nlohmann::json::exception& e) {
+    fail(f.path(), ": the checksum table '", key, "' in its metadata is damaged (", e.what(),
+         "); the file is corrupt, export the model again");
+  }
+  return out;
 }
 
 bool is_file(const fs::path& p) {
@@ -181,8 +209,10 @@ std::string hf_config_json(const ModelConfig& cfg, const std::string& dtype) {
   auto int_or_null = [](bool present, int64_t v) { return present ? ojson(v) : ojson(nullptr); };
 
   ojson j;
-  j["architectures"] = ojson::array({"SambaForCausalLM"});
-  j["model_type"] = "samba";
+  // Not FLA's "samba" type: this layout is ours (any pattern); --format hf writes the classes
+  // Python has (hf_interop.h), so no loader mistakes this one for them.
+  j["architectures"] = ojson::array({"SambaHybridForCausalLM"});
+  j["model_type"] = "samba_hybrid";
   j["vocab_size"] = cfg.vocab_size;
   j["hidden_size"] = cfg.d_model;
   j["intermediate_size"] = int_or_null(cfg.mlp_hidden > 0, cfg.mlp_hidden);
@@ -209,13 +239,100 @@ std::string hf_config_json(const ModelConfig& cfg, const std::string& dtype) {
   return j.dump(2) + "\n";
 }
 
-void export_model(const std::string& checkpoint_dir, const std::string& out_dir, const ExportOptions& options) {
+namespace {
+
+// Logits of the model the export holds (its tensors after the dtype round trip) on `tokens`,
+// for checking other loaders against us (scripts/gpu/check_hf_exports.sh).
+NamedTensors reference_logits(const ModelConfig& cfg, const std::map<std::string, torch::Tensor>& exported,
+                              const std::vector<int64_t>& tokens) {
+  for (int64_t t : tokens)
+    check(t >= 0 && t < cfg.vocab_size, "export: --logits-for token ", t, " is outside the vocabulary [0, ",
+          cfg.vocab_size, ")");
+  std::map<std::string, torch::Tensor> fp32;
+  for (const auto& [name, t] : exported) fp32.emplace(name, t.is_floating_point() ? t.to(torch::kFloat32) : t);
+  LanguageModel model(cfg);
+  load_state_into(*model, fp32, "export");
+  model->eval();
+  torch::NoGradGuard no_grad;
+  auto ids = torch::tensor(tokens).to(torch::kInt64).unsqueeze(0);
+  return {{"input_ids", ids}, {"logits", model->forward(ids).contiguous()}};
+}
+
+// Writes an export of `tensors` (our canonical names) to `out`: staged, then published.
+void write_export(const ModelConfig& cfg, std::map<std::string, torch::Tensor> tensors, const std::string& tokenizer,
+                  const fs::path& out, const ExportOptions& options, const std::string& what) {
   const torch::ScalarType dtype = export_dtype(options.dtype);
+  check(options.format == "samba" || options.format == "hf", "export format '", options.format,
+        "' is not supported; choose samba or hf");
+  const bool hf_format = options.format == "hf";
+  const hf::Family family = hf_format ? hf::family_of(cfg) : hf::Family::Llama;
+  check_model_tensors(cfg, tensors, what);
+
+  std::map<std::string, torch::Tensor> exported;
+  for (auto& [name, t] : tensors)
+    exported.emplace(name, (t.is_floating_point() ? t.to(dtype) : t).to(torch::kCPU).contiguous());
+  tensors.clear();
+
+  NamedTensors named;
+  ojson tensor_crcs = ojson::object();
+  for (const auto& [name, t] : exported) {
+    const std::string out_name = hf_format ? hf::to_hf_name(cfg, family, name) : name;
+    tensor_crcs[out_name] = crc_of(t);
+    named.emplace_back(out_name, t);
+  }
+  const std::string config_text = hf_format ? hf::config_json(cfg, family, options.dtype) : hf_config_json(cfg, options.dtype);
+  const std::string yaml_text = to_yaml(cfg);
+  const std::string tokenizer_bytes = tokenizer.empty() ? std::string() : io::read_file(tokenizer);
+  ojson file_crcs = ojson::object();
+  file_crcs["config.json"] = crc_of(config_text);
+  if (!hf_format) file_crcs["model.yaml"] = crc_of(yaml_text);
+  if (!tokenizer.empty()) file_crcs["tokenizer.model"] = crc_of(tokenizer_bytes);
+  NamedTensors logits;
+  if (!options.logits_tokens.empty()) logits = reference_logits(cfg, exported, options.logits_tokens);
+
+  const fs::path parent = out.parent_path().empty() ? fs::path(".") : out.parent_path();
+  std::error_code ec;
+  fs::create_directories(parent, ec);
+  check(!ec, "export: cannot create '", parent.string(), "': ", ec.message(), "; check the path and permissions");
+  const std::string pid = std::to_string(::getpid());
+  const fs::path staged = parent / ("." + out.filename().string() + ".export-tmp-" + pid);
+  io::remove_tree(fs::path(staged).string(), ec);
+  check(fs::create_directory(staged, ec) && !ec, "export: cannot create '", staged.string(), "': ", ec.message(),
+        "; check free space and permissions");
+  try {
+    save_tensors((staged / "model.safetensors").string(), named,
+                 {{"format", "pt"},
+                  {"samba_version", SAMBA_VERSION},
+                  {kTensorCrcKey, tensor_crcs.dump()},
+                  {kFileCrcKey, file_crcs.dump()}});
+    named.clear();
+    io::write_file_atomic((staged / "config.json").string(), config_text);
+    if (!hf_format) io::write_file_atomic((staged / "model.yaml").string(), yaml_text);
+    if (!tokenizer.empty()) io::write_file_atomic((staged / "tokenizer.model").string(), tokenizer_bytes);
+    if (!logits.empty()) save_tensors((staged / "logits.safetensors").string(), logits, {{"format", "pt"}});
+    io::fsync_dir(staged.string());
+    publish(staged, out, pid);
+  } catch (...) {
+    io::remove_tree(fs::path(staged).string(), ec);
+    throw;
+  }
+  spdlog::info("exported {} ({}, {}{}) to {}", what, options.dtype, options.format,
+               hf_format ? std::string(" ") + hf::to_string(family) : std::string(), out.string());
+}
+
+fs::path output_path(const std::string& out_dir) {
   check(!out_dir.empty(), "export: no output directory given; pass one (e.g. --out exports/samba-421m)");
   fs::path out = fs::path(out_dir).lexically_normal();
   if (!out.has_filename()) out = out.parent_path();  // "dir/" names "dir"
   check_output_dir(out);
+  return out;
+}
 
+}  // namespace
+
+void export_model(const std::string& checkpoint_dir, const std::string& out_dir, const ExportOptions& options) {
+  export_dtype(options.dtype);
+  const fs::path out = output_path(out_dir);
   const std::string step_dir = resolve_checkpoint_dir(checkpoint_dir);
   verify_checkpoint(step_dir);
   const fs::path step(step_dir);
@@ -230,33 +347,67 @@ void export_model(const std::string& checkpoint_dir, const std::string& out_dir,
           "' does not exist; pass the tokenizer.model the training data was prepared with");
   else
     tokenizer = tokenizer_from_trainer_state(step);
+  write_export(cfg, std::move(tensors), tokenizer, out, options, step_dir);
+}
 
-  const fs::path parent = out.parent_path().empty() ? fs::path(".") : out.parent_path();
-  std::error_code ec;
-  fs::create_directories(parent, ec);
-  check(!ec, "export: cannot create '", parent.string(), "': ", ec.message(), "; check the path and permissions");
-  const std::string pid = std::to_string(::getpid());
-  const fs::path staged = parent / ("." + out.filename().string() + ".export-tmp-" + pid);
-  io::remove_tree(fs::path(staged).string(), ec);
-  check(fs::create_directory(staged, ec) && !ec, "export: cannot create '", staged.string(), "': ", ec.message(),
-        "; check free space and permissions");
-  try {
-    NamedTensors named;
-    for (auto& [name, t] : tensors) named.emplace_back(name, t.is_floating_point() ? t.to(dtype) : t);
-    tensors.clear();
-    save_tensors((staged / "model.safetensors").string(), named,
-                 {{"format", "pt"}, {"samba_version", SAMBA_VERSION}});
-    named.clear();
-    io::write_file_atomic((staged / "config.json").string(), hf_config_json(cfg, options.dtype));
-    io::write_file_atomic((staged / "model.yaml").string(), to_yaml(cfg));
-    if (!tokenizer.empty()) io::write_file_atomic((staged / "tokenizer.model").string(), io::read_file(tokenizer));
-    io::fsync_dir(staged.string());
-    publish(staged, out, pid);
-  } catch (...) {
-    io::remove_tree(fs::path(staged).string(), ec);
-    throw;
+void export_initialised(const std::string& model_yaml, uint64_t seed, const std::string& out_dir,
+                        const ExportOptions& options) {
+  export_dtype(options.dtype);
+  const fs::path out = output_path(out_dir);
+  const ModelConfig cfg = load_model_config(model_yaml);
+  if (!options.tokenizer_path.empty())
+    check(is_file(options.tokenizer_path), "export: tokenizer '", options.tokenizer_path, "' does not exist");
+  torch::manual_seed(seed);
+  LanguageModel model(cfg);
+  std::map<std::string, torch::Tensor> tensors;
+  for (auto& [name, t] : module_state(*model)) tensors.emplace(name, t.detach());
+  write_export(cfg, std::move(tensors), options.tokenizer_path, out, options,
+               model_yaml + " (initialised, seed " + std::to_string(seed) + ")");
+}
+
+void import_hf(const std::string& hf_dir, const std::string& out_dir, const ExportOptions& options) {
+  export_dtype(options.dtype);
+  const fs::path out = output_path(out_dir);
+  verify_export(hf_dir);
+  hf::Imported imported = hf::import_directory(hf_dir);
+  LanguageModel model(imported.config);  // checks every name and shape before anything is written
+  load_state_into(*model, imported.tensors, hf_dir);
+  std::string tokenizer = options.tokenizer_path.empty() ? imported.tokenizer_path : options.tokenizer_path;
+  write_export(imported.config, std::move(imported.tensors), tokenizer, out, options, hf_dir);
+}
+
+void verify_export(const std::string& dir) {
+  const fs::path p(dir);
+  const std::string weights = (p / "model.safetensors").string();
+  if (!is_file(weights)) return;  // sharded HF checkpoints carry no checksums of ours
+  io::SafetensorsFile f(weights);  // validates structure: a truncated file fails here
+  const auto tensor_crcs = crc_map(f, kTensorCrcKey);
+  if (tensor_crcs.empty()) {
+    spdlog::warn("{} carries no checksums (written by another tool or an older samba); it is loaded unverified", weights);
+    return;
   }
-  spdlog::info("exported {} ({}) to {}", step_dir, options.dtype, out.string());
+  std::vector<std::string> damaged;
+  for (const auto& name : f.names()) {
+    auto it = tensor_crcs.find(name);
+    const uint32_t crc = io::crc32c(f.data(name), f.info(name).nbytes);
+    if (it == tensor_crcs.end() || it->second != crc) damaged.push_back(name);
+  }
+  for (const auto& [name, crc] : tensor_crcs)
+    if (!f.contains(name)) damaged.push_back(name + " (missing)");
+  if (!damaged.empty()) {
+    std::string list = damaged[0];
+    for (size_t i = 1; i < damaged.size() && i < 4; ++i) list += ", " + damaged[i];
+    if (damaged.size() > 4) list += ", ... (" + std::to_string(damaged.size()) + " in all)";
+    fail(weights, " is damaged: tensor(s) ", list, " do not match the CRC32C recorded at export; ",
+         "export the model again from its checkpoint");
+  }
+  for (const auto& [file, crc] : crc_map(f, kFileCrcKey)) {
+    const fs::path sibling = p / file;
+    check(is_file(sibling), dir, ": ", file, " is missing but the export recorded it; export the model again");
+    const uint32_t got = crc_of(io::read_file(sibling.string()));
+    check(got == crc, sibling.string(), " is damaged: its CRC32C does not match the one recorded at export; ",
+          "export the model again (or copy the file from the training run)");
+  }
 }
 
 LoadedModel load_model(const std::string& dir) {
@@ -266,9 +417,20 @@ LoadedModel load_model(const std::string& dir) {
   const bool export_dir = is_file(p / "model.yaml") && is_file(p / "model.safetensors") &&
                           !fs::exists(p / "manifest.json") && !fs::exists(p / "COMPLETE");
   LoadedModel out;
+  if (!export_dir && hf::is_hf_directory(dir)) {  // a Hugging Face Llama / Mistral / Mamba checkpoint
+    verify_export(dir);
+    hf::Imported imported = hf::import_directory(dir);
+    out.source = dir;
+    out.config = imported.config;
+    out.model = LanguageModel(out.config);
+    load_state_into(*out.model, imported.tensors, dir);
+    out.tokenizer_path = imported.tokenizer_path;
+    return out;
+  }
   out.source = export_dir ? dir : resolve_checkpoint_dir(dir);
   const fs::path src(out.source);
-  if (!export_dir) verify_checkpoint(out.source);
+  if (export_dir) verify_export(dir);
+  else verify_checkpoint(out.source);
 
   out.config = load_model_config((src / "model.yaml").string());
   out.model = LanguageModel(out.config);

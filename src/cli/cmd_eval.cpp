@@ -74,26 +74,4 @@ void add_eval_command(CLI::App& app) {
   });
 }
 
-void add_export_command(CLI::App& app) {
-  struct Args {
-    std::string from, out, dtype = "float32", tokenizer;
-  };
-  auto args = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("export", "write model.safetensors + config.json + tokenizer for other tools");
-  cmd->add_option("checkpoint", args->from, "checkpoint directory or run directory (newest checkpoint)")
-      ->required()
-      ->check(CLI::ExistingDirectory);
-  cmd->add_option("--out", args->out, "output directory")->required();
-  cmd->add_option("--dtype", args->dtype, "float32 or bfloat16")->check(CLI::IsMember({"float32", "bfloat16"}));
-  cmd->add_option("--tokenizer", args->tokenizer, "tokenizer.model to include (default: the one the run used)");
-  cmd->callback([args] {
-    ckpt::ExportOptions eo;
-    eo.dtype = args->dtype;
-    eo.tokenizer_path = args->tokenizer;
-    ckpt::export_model(args->from, args->out, eo);
-    std::printf("exported %s -> %s (model.safetensors, config.json, model.yaml, tokenizer.model)\n", args->from.c_str(),
-                args->out.c_str());
-  });
-}
-
 }  // namespace samba::cli

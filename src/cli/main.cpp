@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   samba::cli::add_train_command(app);
   samba::cli::add_eval_command(app);
   samba::cli::add_export_command(app);
+  samba::cli::add_import_command(app);
   samba::cli::add_inspect_command(app);
   samba::cli::add_comm_check_command(app);
   try {

@@ -5,103 +5,32 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <sstream>
 
 #include "samba/core/error.h"
 #include "samba/core/overrides.h"
 #include "samba/core/yaml_reader.h"
+#include "samba/model/layer_config.h"
 
 namespace samba {
 namespace {
 
-constexpr int64_t kMaxInt = std::numeric_limits<int32_t>::max();
-constexpr double kInf = std::numeric_limits<double>::infinity();
-
-struct CharName {
-  char c;
-  const char* name;
-};
-constexpr CharName kLayerNames[] = {
-    {layer_char::kMamba, "mamba"},  {layer_char::kSlidingAttention, "swa"}, {layer_char::kFullAttention, "attention"},
-    {layer_char::kGLA, "gla"},      {layer_char::kRetNet, "retnet"},        {layer_char::kMLP, "mlp"},
-    {layer_char::kMegaS6, "mega_s6"}, {layer_char::kMLP2, "mlp2"},
-};
+using config_limits::kMaxInt;
+using config_limits::kMaxSeqLen;
+constexpr double kMaxCount = 1e15;
 
 std::string layer_choices() {
   std::string s;
-  for (const auto& cn : kLayerNames) s += (s.empty() ? "" : ", ") + std::string("'") + cn.c + "' (" + cn.name + ")";
+  for (const auto& k : layer_kinds()) s += (s.empty() ? "" : ", ") + std::string("'") + k.symbol + "' (" + k.name + ")";
   return s;
 }
 
 // A layers list entry may be a pattern char ("M") or a name ("mamba").
 char layer_from_token(const YamlMap& m, const std::string& token) {
   if (token.size() == 1 && valid_layer_chars().find(token[0]) != std::string::npos) return token[0];
-  for (const auto& cn : kLayerNames)
-    if (token == cn.name) return cn.c;
+  for (const auto& k : layer_kinds())
+    if (token == k.name) return k.symbol;
   m.error("layers", "unknown layer '" + token + "'; allowed: " + layer_choices());
-}
-
-void read_mamba(YamlMap m, MambaConfig& c) {
-  m.read("d_state", c.d_state, 1, 1024);
-  m.read("d_conv", c.d_conv, 1, 64);
-  m.read("expand", c.expand, 1, 64);
-  if (m.has("dt_rank") && m.node()["dt_rank"].IsScalar() && m.node()["dt_rank"].Scalar() == "auto") {
-    m.allow("dt_rank");
-    c.dt_rank = 0;
-  } else {
-    m.read("dt_rank", c.dt_rank, 1, kMaxInt);
-  }
-  m.read("dt_min", c.dt_min, 1e-8, 10.0);
-  m.read("dt_max", c.dt_max, 1e-8, 10.0);
-  m.read("dt_init_floor", c.dt_init_floor, 0.0, 10.0);
-  m.read("conv_bias", c.conv_bias);
-  m.read("proj_bias", c.proj_bias);
-  if (c.dt_min > c.dt_max) m.error("dt_min", "must not exceed dt_max");
-  m.finish();
-}
-
-void read_attention(YamlMap m, AttentionConfig& c) {
-  m.read("n_heads", c.n_heads, 1, 4096);
-  m.read("n_kv_heads", c.n_kv_heads, 1, 4096);
-  m.read("head_dim", c.head_dim, 1, 4096);
-  m.read("window", c.window, 1, std::numeric_limits<int64_t>::max());
-  if (m.has("rope_base") && m.node()["rope_base"].IsScalar() && m.node()["rope_base"].Scalar() == "none") {
-    m.allow("rope_base");
-    c.rope = false;
-  } else {
-    m.read("rope_base", c.rope_base, 1.0, kInf);
-  }
-  m.read("rope", c.rope);
-  m.read("short_conv", c.short_conv);
-  m.read("short_conv_kernel", c.short_conv_kernel, 1, 64);
-  m.read("qkv_bias", c.qkv_bias);
-  m.finish();
-}
-
-void read_gla(YamlMap m, GLAConfig& c) {
-  m.read("n_heads", c.n_heads, 1, 4096);
-  m.read("key_expand", c.key_expand, 1e-3, 64.0);
-  m.read("value_expand", c.value_expand, 1e-3, 64.0);
-  m.read("gate_low_rank", c.gate_low_rank, 1, 4096);
-  m.read("gate_normalizer", c.gate_normalizer, 1e-3, 1e6);
-  m.read("chunk_size", c.chunk_size, 1, 4096);
-  m.read("short_conv", c.short_conv);
-  m.read("short_conv_kernel", c.short_conv_kernel, 1, 64);
-  m.finish();
-}
-
-void read_retnet(YamlMap m, RetNetConfig& c) {
-  m.read("n_heads", c.n_heads, 1, 4096);
-  m.read("key_expand", c.key_expand, 1e-3, 64.0);
-  m.read("value_expand", c.value_expand, 1e-3, 64.0);
-  m.read("chunk_size", c.chunk_size, 1, 4096);
-  m.finish();
-}
-
-void read_mega(YamlMap m, MegaConfig& c) {
-  m.read("z_dim", c.z_dim, 1, kMaxInt);
-  m.read("hidden_expand", c.hidden_expand, 1, 64);
-  m.read("chunk_size", c.chunk_size, 1, std::numeric_limits<int64_t>::max());
-  m.finish();
 }
 
 void apply_file(const YAML::Node& root, const std::string& origin, ModelConfig& cfg, int depth);
@@ -156,14 +85,16 @@ void apply_file(const YAML::Node& root, const std::string& origin, ModelConfig& 
   m.read_choice("init", init, {"mamba", "tinyllama"});
   cfg.init = init == "mamba" ? InitScheme::Mamba : InitScheme::TinyLlama;
   m.read("init_std", cfg.init_std, 1e-8, 10.0);
-  m.read("seq_len", cfg.seq_len, 1, std::numeric_limits<int64_t>::max());
+  m.read("seq_len", cfg.seq_len, 1, kMaxSeqLen);
   m.read("n_blocks", cfg.n_blocks, 1, kMaxInt);
-  m.read("paper_params", cfg.paper_params, 0.0, kInf);
-  read_mamba(m.child("mamba"), cfg.mamba);
-  read_attention(m.child("attention"), cfg.attention);
-  read_gla(m.child("gla"), cfg.gla);
-  read_retnet(m.child("retnet"), cfg.retnet);
-  read_mega(m.child("mega"), cfg.mega);
+  m.read("paper_params", cfg.paper_params, 0.0, kMaxCount);
+  m.read("official_name", cfg.official_name);
+  m.read("official_params", cfg.official_params, 0, static_cast<int64_t>(kMaxCount));
+  for (const OptionSection* section : option_sections()) {  // each layer file reads its own section
+    YamlMap child = m.child(section->key);
+    section->read(child, cfg);
+    child.finish();
+  }
   m.finish();
 }
 
@@ -183,17 +114,13 @@ const char* to_string(InitScheme s) { return s == InitScheme::Mamba ? "mamba" : 
 const std::string& valid_layer_chars() {
   static const std::string chars = [] {
     std::string s;
-    for (const auto& cn : kLayerNames) s += cn.c;
+    for (const auto& k : layer_kinds()) s += k.symbol;
     return s;
   }();
   return chars;
 }
 
-const char* layer_name(char c) {
-  for (const auto& cn : kLayerNames)
-    if (cn.c == c) return cn.name;
-  fail("unknown layer character '", c, "'; allowed: ", layer_choices());
-}
+const char* layer_name(char c) { return layer_kind(c).name; }
 
 int64_t ModelConfig::blocks() const {
   if (n_blocks > 0) return n_blocks;
@@ -217,48 +144,22 @@ int64_t ModelConfig::mlp2_hidden_size() const { return mlp2_hidden > 0 ? mlp2_hi
 
 void validate(const ModelConfig& c) {
   const std::string& f = c.source;
-  auto bad = [&](const std::string& key, const std::string& msg) { fail(f, ": key '", key, "': ", msg); };
+  const KeyError bad = [&](const std::string& key, const std::string& msg) { fail(f, ": key '", key, "': ", msg); };
   if (c.d_model <= 0) bad("d_model", "is required and must be positive");
   if (c.layers.empty()) bad("pattern", "is required: one char per sublayer, e.g. pattern: \"M-*-\" with repeat: 6");
   for (char ch : c.layers)
     if (valid_layer_chars().find(ch) == std::string::npos)
       bad("pattern", std::string("has unknown layer character '") + ch + "'; allowed: " + layer_choices());
-  if ((c.has(layer_char::kMLP) || c.has(layer_char::kMegaS6)) && c.mlp_hidden <= 0)
-    bad("mlp_hidden", "is required when the pattern has MLP ('-') or Mega-S6 ('S') sublayers");
-  const bool attn = c.has(layer_char::kSlidingAttention) || c.has(layer_char::kFullAttention);
-  if (attn || c.has(layer_char::kRetNet)) {
-    const auto& a = c.attention;
-    if (a.n_heads <= 0) bad("attention.n_heads", "is required for attention / RetNet layers");
-    if (a.head_dim <= 0 && c.d_model % a.n_heads != 0)
-      bad("attention.n_heads", "(" + std::to_string(a.n_heads) + ") must divide d_model (" + std::to_string(c.d_model) +
-                                   "), or set attention.head_dim");
-    if (c.attn_kv_heads() > a.n_heads || a.n_heads % c.attn_kv_heads() != 0)
-      bad("attention.n_kv_heads", "(" + std::to_string(c.attn_kv_heads()) + ") must divide n_heads (" +
-                                      std::to_string(a.n_heads) + ")");
-    if (a.rope && c.attn_head_dim() % 2 != 0) bad("attention.head_dim", "must be even for RoPE (or set rope: false)");
+  // Each option section once if any layer in the pattern reads it, then each kind's own checks.
+  for (const OptionSection* section : option_sections()) {
+    if (!section->validate) continue;
+    bool used = false;
+    for (const auto& k : layer_kinds())
+      for (const OptionSection* s : k.sections) used = used || (s == section && c.has(k.symbol));
+    if (used) section->validate(c, bad);
   }
-  if (c.has(layer_char::kSlidingAttention) && c.attention.window > c.seq_len)
-    bad("attention.window", "(" + std::to_string(c.attention.window) + ") exceeds seq_len (" + std::to_string(c.seq_len) +
-                                "): a window longer than the sequence is full attention; use 'A' layers or a smaller window");
-  if (c.has(layer_char::kGLA)) {
-    int64_t h = c.gla_heads();
-    int64_t dk = static_cast<int64_t>(std::llround(c.gla.key_expand * c.d_model));
-    int64_t dv = static_cast<int64_t>(std::llround(c.gla.value_expand * c.d_model));
-    if (dk % h != 0 || dv % h != 0)
-      bad("gla.n_heads", "(" + std::to_string(h) + ") must divide the key dim (" + std::to_string(dk) + ") and value dim (" +
-                             std::to_string(dv) + ")");
-  }
-  if (c.has(layer_char::kMegaS6) && c.mega.resolved_z_dim(c.d_model) % 2 != 0)
-    bad("mega.z_dim", "(" + std::to_string(c.mega.resolved_z_dim(c.d_model)) +
-                          ") must be even: the relative position bias rotates pairs of channels");
-  if (c.has(layer_char::kRetNet)) {
-    int64_t h = c.retnet_heads();
-    int64_t dk = static_cast<int64_t>(std::llround(c.retnet.key_expand * c.d_model));
-    int64_t dv = static_cast<int64_t>(std::llround(c.retnet.value_expand * c.d_model));
-    if (dk % h != 0 || dv % h != 0 || (dk / h) % 2 != 0)
-      bad("retnet.n_heads", "(" + std::to_string(h) + ") must divide the key dim (" + std::to_string(dk) +
-                                ", into even head dims) and value dim (" + std::to_string(dv) + ")");
-  }
+  for (const auto& k : layer_kinds())
+    if (k.validate && c.has(k.symbol)) k.validate(c, bad);
 }
 
 ModelConfig parse_model_config(const std::string& yaml_text, const std::string& origin) {
@@ -292,41 +193,13 @@ std::string to_yaml(const ModelConfig& c) {
   e << YAML::Key << "seq_len" << YAML::Value << c.seq_len;
   e << YAML::Key << "n_blocks" << YAML::Value << c.blocks();
   if (c.paper_params > 0) e << YAML::Key << "paper_params" << YAML::Value << c.paper_params;
-  e << YAML::Key << "mamba" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "d_state" << YAML::Value << c.mamba.d_state << YAML::Key << "d_conv" << YAML::Value << c.mamba.d_conv;
-  e << YAML::Key << "expand" << YAML::Value << c.mamba.expand << YAML::Key << "dt_rank" << YAML::Value << c.mamba_dt_rank();
-  e << YAML::Key << "dt_min" << YAML::Value << c.mamba.dt_min << YAML::Key << "dt_max" << YAML::Value << c.mamba.dt_max;
-  e << YAML::Key << "dt_init_floor" << YAML::Value << c.mamba.dt_init_floor;
-  e << YAML::Key << "conv_bias" << YAML::Value << c.mamba.conv_bias << YAML::Key << "proj_bias" << YAML::Value << c.mamba.proj_bias;
-  e << YAML::EndMap;
-  e << YAML::Key << "attention" << YAML::Value << YAML::BeginMap;
-  if (c.attention.n_heads > 0) {
-    e << YAML::Key << "n_heads" << YAML::Value << c.attention.n_heads;
-    e << YAML::Key << "n_kv_heads" << YAML::Value << c.attn_kv_heads();
-    e << YAML::Key << "head_dim" << YAML::Value << c.attn_head_dim();
+  if (!c.official_name.empty()) e << YAML::Key << "official_name" << YAML::Value << c.official_name;
+  if (c.official_params > 0) e << YAML::Key << "official_params" << YAML::Value << c.official_params;
+  for (const OptionSection* section : option_sections()) {
+    e << YAML::Key << section->key << YAML::Value << YAML::BeginMap;
+    section->write(e, c);
+    e << YAML::EndMap;
   }
-  e << YAML::Key << "window" << YAML::Value << c.attention.window;
-  e << YAML::Key << "rope" << YAML::Value << c.attention.rope;
-  e << YAML::Key << "rope_base" << YAML::Value << c.attention.rope_base;
-  e << YAML::Key << "short_conv" << YAML::Value << c.attention.short_conv;
-  e << YAML::Key << "short_conv_kernel" << YAML::Value << c.attention.short_conv_kernel;
-  e << YAML::Key << "qkv_bias" << YAML::Value << c.attention.qkv_bias;
-  e << YAML::EndMap;
-  e << YAML::Key << "gla" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "n_heads" << YAML::Value << c.gla_heads() << YAML::Key << "key_expand" << YAML::Value << c.gla.key_expand;
-  e << YAML::Key << "value_expand" << YAML::Value << c.gla.value_expand << YAML::Key << "gate_low_rank" << YAML::Value << c.gla.gate_low_rank;
-  e << YAML::Key << "gate_normalizer" << YAML::Value << c.gla.gate_normalizer << YAML::Key << "chunk_size" << YAML::Value << c.gla.chunk_size;
-  e << YAML::Key << "short_conv" << YAML::Value << c.gla.short_conv << YAML::Key << "short_conv_kernel" << YAML::Value << c.gla.short_conv_kernel;
-  e << YAML::EndMap;
-  e << YAML::Key << "retnet" << YAML::Value << YAML::BeginMap;
-  if (c.has(layer_char::kRetNet)) e << YAML::Key << "n_heads" << YAML::Value << c.retnet_heads();
-  e << YAML::Key << "key_expand" << YAML::Value << c.retnet.key_expand << YAML::Key << "value_expand" << YAML::Value << c.retnet.value_expand;
-  e << YAML::Key << "chunk_size" << YAML::Value << c.retnet.chunk_size;
-  e << YAML::EndMap;
-  e << YAML::Key << "mega" << YAML::Value << YAML::BeginMap;
-  if (c.mega.z_dim > 0) e << YAML::Key << "z_dim" << YAML::Value << c.mega.z_dim;
-  e << YAML::Key << "hidden_expand" << YAML::Value << c.mega.hidden_expand << YAML::Key << "chunk_size" << YAML::Value << c.mega.chunk_size;
-  e << YAML::EndMap;
   e << YAML::EndMap;
   return std::string(e.c_str()) + "\n";
 }

@@ -5,9 +5,29 @@
 #include <map>
 #include <sstream>
 
+#include "samba/core/error.h"
 #include "samba/model/sublayer.h"
 
 namespace samba {
+namespace {
+
+// Parameter totals are exact integers; a config so large that they would wrap is an error,
+// not a negative count.
+int64_t checked_add(int64_t a, int64_t b, const ModelConfig& cfg) {
+  int64_t out = 0;
+  check(!__builtin_add_overflow(a, b, &out), cfg.source, ": model '", cfg.name,
+        "' has more parameters than a 64-bit count holds; reduce d_model, repeat or the layer sizes");
+  return out;
+}
+
+int64_t checked_mul(int64_t a, int64_t b, const ModelConfig& cfg) {
+  int64_t out = 0;
+  check(!__builtin_mul_overflow(a, b, &out), cfg.source, ": model '", cfg.name,
+        "' has more parameters than a 64-bit count holds; reduce vocab_size or d_model");
+  return out;
+}
+
+}  // namespace
 
 ModelSummary summarize(const ModelConfig& cfg, int64_t micro_batch, int activation_bytes) {
   ModelSummary s;
@@ -19,22 +39,22 @@ ModelSummary summarize(const ModelConfig& cfg, int64_t micro_batch, int activati
     l.index = i;
     l.symbol = spec.symbol;
     l.name = spec.name;
-    l.params = spec.num_params(cfg) + cfg.d_model;  // + pre-norm scale
+    l.params = checked_add(spec.num_params(cfg), cfg.d_model, cfg);  // + pre-norm scale
     l.forward_flops_per_token = spec.forward_flops_per_token(cfg, cfg.seq_len);
     // Each sublayer also saves its normalised input and the residual for backward.
     saved_per_token += spec.saved_activations_per_token(cfg) + 2.0 * d;
-    s.total_params += l.params;
+    s.total_params = checked_add(s.total_params, l.params, cfg);
     s.forward_flops_per_token += l.forward_flops_per_token;
     s.layers.push_back(l);
   }
-  s.embedding_params = cfg.vocab_size * cfg.d_model * (cfg.tie_embeddings ? 1 : 2);
-  s.total_params += s.embedding_params + cfg.d_model;  // + final norm
+  s.embedding_params = checked_mul(checked_mul(cfg.vocab_size, cfg.d_model, cfg), cfg.tie_embeddings ? 1 : 2, cfg);
+  s.total_params = checked_add(s.total_params, checked_add(s.embedding_params, cfg.d_model, cfg), cfg);  // + final norm
   s.non_embedding_params = s.total_params - s.embedding_params;
   s.forward_flops_per_token += 2.0 * d * static_cast<double>(cfg.vocab_size);
   s.training_flops_per_token = 3.0 * s.forward_flops_per_token;
 
   const double params = static_cast<double>(s.total_params);
-  const double tokens = static_cast<double>(micro_batch * cfg.seq_len);
+  const double tokens = static_cast<double>(micro_batch) * static_cast<double>(cfg.seq_len);  // no int64 wrap
   s.memory.weights = 4.0 * params;
   s.memory.gradients = 4.0 * params;
   s.memory.optimizer = 8.0 * params;
@@ -90,6 +110,16 @@ std::string format_summary(const ModelConfig& cfg, const ModelSummary& s, int64_
     o << line;
   }
   o << "\n";
+  if (cfg.official_params > 0) {
+    const long long diff = static_cast<long long>(s.total_params) - static_cast<long long>(cfg.official_params);
+    std::snprintf(line, sizeof line, "  official parameters    %lld (microsoft/Samba %s)%s", static_cast<long long>(cfg.official_params),
+                  cfg.official_name.c_str(), diff == 0 ? ", equal to ours\n" : "");
+    o << line;
+    if (diff != 0) {
+      std::snprintf(line, sizeof line, ", ours differ by %+lld\n", diff);
+      o << line;
+    }
+  }
   std::snprintf(line, sizeof line, "  embedding parameters   %lld (%s)\n  non-embedding          %lld (%s)\n",
                 static_cast<long long>(s.embedding_params), human_count(static_cast<double>(s.embedding_params)).c_str(),
                 static_cast<long long>(s.non_embedding_params),

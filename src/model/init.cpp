@@ -49,4 +49,20 @@ void init_output_projection(torch::nn::Linear& linear, const InitSpec& spec) {
   }
 }
 
+double fla_xavier_gain() { return std::pow(2.0, -2.5); }
+
+void init_fla_projection(torch::nn::Linear& linear, const InitSpec& spec) {
+  if (spec.scheme == InitScheme::TinyLlama) return init_input_projection(linear, spec);
+  torch::NoGradGuard no_grad;
+  torch::nn::init::xavier_uniform_(linear->weight, fla_xavier_gain());
+  if (linear->bias.defined()) linear->bias.zero_();
+}
+
+void init_fla_output_projection(torch::nn::Linear& linear, const InitSpec& spec) {
+  if (spec.scheme == InitScheme::TinyLlama) return init_output_projection(linear, spec);
+  init_fla_projection(linear, spec);
+  torch::NoGradGuard no_grad;
+  linear->weight.div_(spec.mamba_residual_divisor());
+}
+
 }  // namespace samba

@@ -10,12 +10,10 @@ ResidualImpl::ResidualImpl(const ModelConfig& cfg, char symbol_, int64_t index) 
   mixer = register_module("mixer", make_sublayer(symbol, cfg, index));
 }
 
-torch::Tensor ResidualImpl::forward(const torch::Tensor& x) {
-  return x + mixer->forward(norm(x)).to(x.scalar_type());
-}
+torch::Tensor ResidualImpl::forward(const torch::Tensor& x) { return mixer->residual_forward(x, *norm); }
 
 torch::Tensor ResidualImpl::step(const torch::Tensor& x, LayerState& state) {
-  return x + mixer->step(norm(x), state).to(x.scalar_type());
+  return mixer->residual_step(x, *norm, state);
 }
 
 LanguageModelImpl::LanguageModelImpl(const ModelConfig& cfg) : cfg_(cfg) {

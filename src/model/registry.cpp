@@ -1,4 +1,5 @@
-// The one table mapping pattern characters to layers. Adding a mixer: one line here.
+// The one table mapping pattern characters to layer modules. Names come from the layer's
+// config side (layer_config.h), so a kind is described once.
 #include <map>
 
 #include "samba/core/error.h"
@@ -8,6 +9,7 @@
 #include "samba/model/layers/gla.h"
 #include "samba/model/layers/mlp.h"
 #include "samba/model/layers/retnet.h"
+#include "samba/model/layer_config.h"
 #include "samba/model/sublayer.h"
 
 namespace samba {
@@ -25,8 +27,11 @@ const std::map<char, SublayerSpec>& registry() {
              mega_s6_spec(),
              gla_spec(),
              retnet_spec(),
-         })
-      t.emplace(s.symbol, s);
+         }) {
+      SublayerSpec named = s;
+      named.name = layer_kind(s.symbol).name;  // throws for a module without a config side
+      t.emplace(s.symbol, named);
+    }
     return t;
   }();
   return table;
@@ -55,6 +60,15 @@ std::unique_ptr<LayerState> SublayerImpl::make_state(int64_t, const torch::Tenso
 
 torch::Tensor SublayerImpl::step(const torch::Tensor&, LayerState&) {
   fail("layer '", name(), "' has no step-by-step (recurrent) form yet");
+}
+
+// The residual stream keeps its own dtype (fp32) whatever the mixer computes in.
+torch::Tensor SublayerImpl::residual_forward(const torch::Tensor& x, RMSNormImpl& norm) {
+  return x + forward(norm.forward(x)).to(x.scalar_type());
+}
+
+torch::Tensor SublayerImpl::residual_step(const torch::Tensor& x, RMSNormImpl& norm, LayerState& state) {
+  return x + step(norm.forward(x), state).to(x.scalar_type());
 }
 
 }  // namespace samba

@@ -123,8 +123,9 @@ TEST(Export, ConfigJsonHasTheDocumentedKeys) {
                           "num_key_value_heads", "head_dim", "sliding_window", "rope_theta", "rms_norm_eps",
                           "tie_word_embeddings", "mamba", "torch_dtype", "samba_config"})
     EXPECT_TRUE(j.contains(key)) << key;
-  EXPECT_EQ(j["architectures"], nlohmann::json::array({"SambaForCausalLM"}));
-  EXPECT_EQ(j["model_type"], "samba");
+  // Our own layout, so not FLA's "samba" model type (that is what --format hf writes).
+  EXPECT_EQ(j["architectures"], nlohmann::json::array({"SambaHybridForCausalLM"}));
+  EXPECT_EQ(j["model_type"], "samba_hybrid");
   EXPECT_EQ(j["vocab_size"], run.cfg.vocab_size);
   EXPECT_EQ(j["hidden_size"], run.cfg.d_model);
   EXPECT_EQ(j["num_hidden_layers"], 2);
@@ -234,6 +235,7 @@ TEST(Export, ReplacesAnOldExportButNothingElseAndFailsCleanly) {
   EXPECT_EQ(slurp(foreign + "/notes.txt"), "keep me");
 
   msg = error_of([&] { export_model(run.step_dir, tmp.file("bad-dtype"), {"int8", ""}); });
+  EXPECT_NE(msg.find("float16"), std::string::npos) << "the documented dtypes are the accepted ones: " << msg;
   EXPECT_NE(msg.find("int8"), std::string::npos) << msg;
   EXPECT_FALSE(fs::exists(tmp.file("bad-dtype")));
 

@@ -237,6 +237,70 @@ TEST(GLALayer, TinyLlamaInitUsesItsStds) {
   EXPECT_EQ(layer.gk_up->bias.abs().max().item<double>(), 0.0);
 }
 
+// fla's xavier_uniform(gain 2^-2.5): U(+-b), b = gain * sqrt(6 / (fan_in + fan_out)), std b / sqrt(3).
+double xavier_std(const torch::nn::Linear& l) {
+  const double fan_in = static_cast<double>(l->weight.size(1)), fan_out = static_cast<double>(l->weight.size(0));
+  return std::pow(2.0, -2.5) * std::sqrt(6.0 / (fan_in + fan_out)) / std::sqrt(3.0);
+}
+
+void expect_std(const torch::nn::Linear& l, double want, const char* what) {
+  EXPECT_NEAR(l->weight.std().item<double>(), want, 0.05 * want) << what;
+  EXPECT_LE(l->weight.abs().max().item<double>(), want * std::sqrt(3.0) * (1 + 1e-9)) << what << " (uniform bound)";
+}
+
+// mamba_init keeps fla's own init (the reference never re-initialises GLA / RetNet weights)
+// and divides o_proj by sqrt(r * n_blocks); 'G-G-' has 4 sublayers, so the divisor is 2.
+TEST(GLALayer, MambaInitIsFlaXavierWithResidualDivisor) {
+  auto cfg = layer_config("G-G-");
+  cfg.d_model = 384;
+  cfg.mlp_hidden = 64;
+  cfg.gla.n_heads = 1;
+  validate(cfg);
+  torch::manual_seed(13);
+  GLAImpl layer(cfg);
+  const auto spec = InitSpec::from_config(cfg);
+  ASSERT_EQ(spec.mamba_residual_divisor(), 2.0);
+  layer.init_parameters(spec);
+  expect_std(layer.q_proj, xavier_std(layer.q_proj), "q_proj");
+  expect_std(layer.k_proj, xavier_std(layer.k_proj), "k_proj");
+  expect_std(layer.v_proj, xavier_std(layer.v_proj), "v_proj");
+  expect_std(layer.g_proj, xavier_std(layer.g_proj), "g_proj");
+  expect_std(layer.gk_down, xavier_std(layer.gk_down), "gk_proj.0");
+  expect_std(layer.gk_up, xavier_std(layer.gk_up), "gk_proj.1");
+  expect_std(layer.o_proj, xavier_std(layer.o_proj) / 2.0, "o_proj");
+  EXPECT_EQ(layer.gk_up->bias.abs().max().item<double>(), 0.0);
+}
+
+TEST(RetNetLayer, MambaInitIsFlaXavierWithResidualDivisor) {
+  auto cfg = layer_config("R-R-");
+  cfg.d_model = 256;
+  cfg.mlp_hidden = 64;
+  validate(cfg);
+  torch::manual_seed(14);
+  RetNetImpl layer(cfg);
+  const auto spec = InitSpec::from_config(cfg);
+  layer.init_parameters(spec);
+  for (auto* l : {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.g_proj}) expect_std(*l, xavier_std(*l), "qkvg");
+  expect_std(layer.o_proj, xavier_std(layer.o_proj) / 2.0, "o_proj");
+  // About 10x less than the kaiming default would write into the stream at init.
+  const double kaiming_std = 1.0 / std::sqrt(3.0 * static_cast<double>(layer.o_proj->weight.size(1))) / 2.0;
+  EXPECT_LT(layer.o_proj->weight.std().item<double>(), 0.2 * kaiming_std);
+}
+
+TEST(RetNetLayer, TinyLlamaInitUsesItsStds) {
+  auto cfg = layer_config("R-");
+  cfg.d_model = 256;
+  cfg.init = InitScheme::TinyLlama;
+  validate(cfg);
+  torch::manual_seed(15);
+  RetNetImpl layer(cfg);
+  const auto spec = InitSpec::from_config(cfg);
+  layer.init_parameters(spec);
+  EXPECT_NEAR(layer.q_proj->weight.std().item<double>(), spec.tinyllama_std(), 0.05 * spec.tinyllama_std());
+  EXPECT_NEAR(layer.o_proj->weight.std().item<double>(), spec.tinyllama_residual_std(),
+              0.05 * spec.tinyllama_residual_std());
+}
+
 TEST(RetNetLayer, DecaysAreOneMinusTwoToMinusFiveMinusH) {
   auto gammas = retnet_decays(6);
   ASSERT_EQ(gammas.size(), 6u);

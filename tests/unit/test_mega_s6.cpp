@@ -1,12 +1,14 @@
-// Mega-S6 ('S'): causality (also across chunk boundaries), attention confined to chunks
-// (checked against a loop-by-loop fp64 re-implementation), gradients, determinism,
-// parameter counts (layer and the 422M paper config), decoding steps against forward.
+// Mega-S6 ('S'): the block (gated residual x + u * (h - x) on the raw stream, norm inside)
+// against a loop-by-loop fp64 re-implementation of the reference, attention confined to
+// chunks, causality (also across chunk boundaries), gradients, determinism, the reference's
+// initialisation, parameter counts (layer and the 422M paper config), decoding steps.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <cmath>
 #include <cstdio>
 
+#include "samba/core/error.h"
 #include "samba/model/analysis.h"
 #include "samba/model/layers/mega_s6.h"
 #include "samba/model/model.h"
@@ -44,14 +46,29 @@ MegaS6 make_layer(const ModelConfig& cfg, uint64_t seed = 7) {
   return m;
 }
 
+// The stack's pre-norm handed to the block (the reference's self.norm), with a non-trivial scale.
+RMSNorm test_norm() {
+  RMSNorm norm(kD, 1e-5);
+  norm->to(torch::kFloat64);
+  torch::NoGradGuard no_grad;
+  norm->weight.copy_(torch::linspace(0.5, 1.5, kD, torch::kFloat64));
+  return norm;
+}
+
+// One residual sublayer: what the stack computes for an 'S' layer.
+torch::Tensor block(MegaS6& m, const torch::Tensor& x) { return m->residual_forward(x, *test_norm()); }
+
 torch::Tensor random_input(int64_t batch, int64_t T, uint64_t seed = 11) {
   torch::manual_seed(seed);
   return torch::randn({batch, T, kD}, torch::kFloat64);
 }
 
-// The layer written out one time step and one key at a time, from the math in mega_s6.cpp.
-torch::Tensor naive_forward(MegaS6Impl& m, const torch::Tensor& x) {
+// The block written out one time step and one key at a time, from the reference
+// (lit_gpt/mega.py: x = norm(residual) inside, out = addcmul(residual, u, h - residual)).
+torch::Tensor naive_forward(MegaS6Impl& m, const torch::Tensor& x_raw) {
   torch::NoGradGuard no_grad;
+  const auto norm_w = torch::linspace(0.5, 1.5, kD, torch::kFloat64);
+  const auto x = x_raw * torch::rsqrt(x_raw.pow(2).mean(-1, true) + 1e-5) * norm_w;
   const auto& dm = m.dims;
   const int64_t batch = x.size(0), T = x.size(1), d = dm.d_model, z = dm.z_dim, half = z / 2;
   const int64_t K = dm.d_conv, R = dm.dt_rank, N = dm.d_state;
@@ -104,7 +121,8 @@ torch::Tensor naive_forward(MegaS6Impl& m, const torch::Tensor& x) {
       for (double& s : scores) total += (s = std::exp(s - top));
       auto a = torch::zeros({dm.hidden}, torch::kFloat64);
       for (int64_t j = start; j <= i; ++j) a = a + (scores[j - start] / total) * v[j];
-      out[b][i] = u[i] * torch::silu(hx[i] + torch::matmul(m.h_proj->weight, a * r[i]) + m.h_proj->bias);
+      auto h = torch::silu(hx[i] + torch::matmul(m.h_proj->weight, a * r[i]) + m.h_proj->bias);
+      out[b][i] = x_raw[b][i] + u[i] * (h - x_raw[b][i]);
     }
   }
   return out;
@@ -121,14 +139,14 @@ TEST(MegaS6, MatchesNaiveReimplementationWithChunkedAttention) {
   auto m = make_layer(cfg);
   // 10 tokens in chunks of 4: two full chunks and a partial one (padding path).
   auto x = random_input(2, 10);
-  auto got = m->forward(x);
+  auto got = block(m, x);
   auto want = naive_forward(*m, x);
   EXPECT_LT(rel_error(got, want), 1e-10);
   // A sequence shorter than one chunk is one chunk.
   auto cfg_long = small_config(64);
   auto m_long = make_layer(cfg_long);
   auto x_short = random_input(1, 7, 3);
-  EXPECT_LT(rel_error(m_long->forward(x_short), naive_forward(*m_long, x_short)), 1e-10);
+  EXPECT_LT(rel_error(block(m_long, x_short), naive_forward(*m_long, x_short)), 1e-10);
 }
 
 TEST(MegaS6, ChunkSizeChangesTheOutputOnlyAfterTheFirstChunk) {
@@ -138,7 +156,7 @@ TEST(MegaS6, ChunkSizeChangesTheOutputOnlyAfterTheFirstChunk) {
   auto b = make_layer(small_config(64), 5);
   auto x = random_input(1, 12);
   torch::NoGradGuard no_grad;
-  auto ya = a->forward(x), yb = b->forward(x);
+  auto ya = block(a, x), yb = block(b, x);
   EXPECT_LT(rel_error(ya.narrow(1, 0, kChunk), yb.narrow(1, 0, kChunk)), 1e-12);
   EXPECT_GT((ya.narrow(1, kChunk, 8) - yb.narrow(1, kChunk, 8)).abs().max().item<double>(), 1e-6);
 }
@@ -147,18 +165,18 @@ TEST(MegaS6, IsCausalWithinAndAcrossChunks) {
   auto m = make_layer(small_config());
   auto x = random_input(2, 12);
   torch::NoGradGuard no_grad;
-  auto y = m->forward(x);
+  auto y = block(m, x);
   for (int64_t t : {0, 2, 3, 4, 5, 9, 11}) {  // chunk starts, ends and middles
     auto x2 = x.clone();
     x2.select(1, t).add_(torch::randn({2, kD}, torch::kFloat64));
-    auto y2 = m->forward(x2);
+    auto y2 = block(m, x2);
     if (t > 0) EXPECT_LT((y2.narrow(1, 0, t) - y.narrow(1, 0, t)).abs().max().item<double>(), 1e-13) << "t=" << t;
     EXPECT_GT((y2.select(1, t) - y.select(1, t)).abs().max().item<double>(), 1e-8) << "t=" << t;
   }
   // A change in chunk 0 still reaches chunk 2 (through the S6 recurrence).
   auto x3 = x.clone();
   x3.select(1, 1).add_(1.0);
-  auto y3 = m->forward(x3);
+  auto y3 = block(m, x3);
   EXPECT_GT((y3.narrow(1, 8, 4) - y.narrow(1, 8, 4)).abs().max().item<double>(), 1e-10);
 }
 
@@ -166,7 +184,7 @@ TEST(MegaS6, GradientsAreFiniteAndReachEveryParameter) {
   auto m = make_layer(small_config());
   auto x = random_input(2, 10).requires_grad_(true);
   torch::manual_seed(1);
-  auto loss = (m->forward(x) * torch::randn({2, 10, kD}, torch::kFloat64)).sum();
+  auto loss = (block(m, x) * torch::randn({2, 10, kD}, torch::kFloat64)).sum();
   loss.backward();
   ASSERT_TRUE(x.grad().defined());
   EXPECT_TRUE(torch::isfinite(x.grad()).all().item<bool>());
@@ -182,9 +200,59 @@ TEST(MegaS6, IsDeterministic) {
   auto a = make_layer(cfg, 21), b = make_layer(cfg, 21);
   auto x = random_input(2, 9);
   torch::NoGradGuard no_grad;
-  auto ya = a->forward(x);
-  EXPECT_TRUE(torch::equal(ya, a->forward(x)));
-  EXPECT_TRUE(torch::equal(ya, b->forward(x)));
+  auto ya = block(a, x);
+  EXPECT_TRUE(torch::equal(ya, block(a, x)));
+  EXPECT_TRUE(torch::equal(ya, block(b, x)));
+}
+
+// The highway mix itself: a closed gate (u -> 0) passes the raw stream through unchanged
+// (a pre-norm residual x + u * h would too, but an open gate tells them apart), an open
+// gate (u -> 1) replaces the stream by h, whatever the stream was.
+TEST(MegaS6, GateInterpolatesBetweenStreamAndCandidate) {
+  auto m = make_layer(small_config());
+  auto x = random_input(2, 6);
+  torch::NoGradGuard no_grad;
+  m->mx_proj->bias.narrow(0, 0, kD).fill_(-1e3);  // u = sigmoid(-1000) = 0
+  EXPECT_LT((block(m, x) - x).abs().max().item<double>(), 1e-12);
+  m->mx_proj->bias.narrow(0, 0, kD).fill_(1e3);  // u = 1: out = h, a function of norm(x) only
+  auto y1 = block(m, x);
+  auto y2 = block(m, x * 3.0);  // RMSNorm is scale invariant, so h is unchanged
+  EXPECT_LT(rel_error(y1, y2), 1e-4);  // up to the norm's eps
+  EXPECT_GT((y1 - x).abs().max().item<double>(), 0.1);
+}
+
+TEST(MegaS6, PlainForwardIsRefused) {
+  auto m = make_layer(small_config());
+  EXPECT_THROW(m->forward(random_input(1, 3)), Error);
+}
+
+// The reference's reset_parameters under mamba_init: v_proj, mx_proj, h_proj N(0, 0.02) with
+// zero biases, h_proj NOT divided by sqrt(r * n_blocks) (24 sublayers here); gamma N(0, 0.02),
+// beta 0.
+TEST(MegaS6, InitMatchesTheReference) {
+  ModelConfig cfg = tiny_config("S-", 256);
+  cfg.repeat = 12;
+  cfg.layers.clear();
+  for (int i = 0; i < 12; ++i) cfg.layers += "S-";
+  validate(cfg);
+  const auto spec = InitSpec::from_config(cfg);
+  ASSERT_EQ(spec.n_sublayers, 24);
+  torch::manual_seed(4);
+  MegaS6 m(cfg);
+  m->init_parameters(spec);
+  for (auto* l : {&m->v_proj, &m->mx_proj, &m->h_proj}) {
+    EXPECT_NEAR((*l)->weight.std().item<double>(), 0.02, 0.001);
+    EXPECT_NEAR((*l)->weight.mean().item<double>(), 0.0, 0.001);
+    EXPECT_EQ((*l)->bias.abs().max().item<double>(), 0.0);
+  }
+  EXPECT_NEAR(m->qk_gamma.std().item<double>(), 0.02, 0.003);
+  EXPECT_EQ(m->qk_beta.abs().max().item<double>(), 0.0);
+  // The S6 keeps Mamba's init: A = -(n + 1), D = 1, softplus(dt bias) in [dt_min, dt_max].
+  EXPECT_NEAR(m->A_log[0][3].item<double>(), std::log(4.0), 1e-6);
+  EXPECT_EQ(m->D.min().item<double>(), 1.0);
+  auto dt = torch::softplus(m->dt_proj->bias);
+  EXPECT_GE(dt.min().item<double>(), cfg.mamba.dt_min * 0.999);
+  EXPECT_LE(dt.max().item<double>(), cfg.mamba.dt_max * 1.001);
 }
 
 TEST(MegaS6, AnalyticParameterCountMatchesTheModule) {
@@ -233,10 +301,11 @@ TEST(MegaS6, StepMatchesForwardAcrossChunks) {
   auto m = make_layer(small_config());
   auto x = random_input(2, 11);  // 2.75 chunks
   torch::NoGradGuard no_grad;
-  auto want = m->forward(x);
+  auto want = block(m, x);
+  auto norm = test_norm();
   auto state = m->make_state(2, torch::TensorOptions().dtype(torch::kFloat64));
   std::vector<torch::Tensor> steps;
-  for (int64_t t = 0; t < 11; ++t) steps.push_back(m->step(x.narrow(1, t, 1), *state));
+  for (int64_t t = 0; t < 11; ++t) steps.push_back(m->residual_step(x.narrow(1, t, 1), *norm, *state));
   EXPECT_LT(rel_error(torch::cat(steps, 1), want), 1e-10);
 }
 

@@ -4,7 +4,9 @@
 #include <torch/torch.h>
 
 #include "samba/core/error.h"
+#include "samba/model/analysis.h"
 #include "samba/model/init.h"
+#include "samba/model/layer_config.h"
 #include "samba/model/layers/mlp.h"
 #include "samba/model/model.h"
 #include "test_util.h"
@@ -92,4 +94,80 @@ TEST(Model, StepDecodingEqualsForwardForStatelessLayers) {
 
 TEST(Model, UnknownLayerInRegistryIsAClearError) {
   EXPECT_THROW(samba::sublayer_spec('X'), samba::Error);
+}
+
+// Out-of-range model values are errors naming the key and the allowed range (issue 12), and
+// size arithmetic never wraps.
+namespace {
+
+std::string config_error(const std::string& yaml) {
+  try {
+    samba::ModelConfig cfg = samba::parse_model_config(yaml, "bad.yaml");
+    (void)samba::summarize(cfg);
+  } catch (const samba::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+const char* kBase = "d_model: 64\nmlp_hidden: 128\nattention: {n_heads: 4, window: 16}\nseq_len: 32\n";
+
+}  // namespace
+
+TEST(ModelConfigRanges, HugeSeqLenIsAnErrorNamingTheKey) {
+  const auto msg = config_error(std::string(kBase) + "pattern: \"M-\"\nseq_len: 4611686018427387904\n");
+  EXPECT_NE(msg.find("seq_len"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("between 1 and 16777216"), std::string::npos) << msg;
+}
+
+TEST(ModelConfigRanges, NonFiniteRopeBaseIsRefused) {
+  for (const char* v : {".inf", "inf", "1e400", "nan"}) {
+    const auto msg = config_error(std::string("pattern: \"*-\"\nd_model: 64\nmlp_hidden: 128\nseq_len: 32\n") +
+                                  "attention: {n_heads: 4, window: 16, rope_base: " + v + "}\n");
+    EXPECT_NE(msg.find("rope_base"), std::string::npos) << v << ": " << msg;
+  }
+}
+
+TEST(ModelConfigRanges, TinyKeyExpandNamesTheKeyAndTheRange) {
+  auto msg = config_error(std::string(kBase) + "pattern: \"G-\"\ngla: {n_heads: 2, key_expand: 0.001}\n");
+  EXPECT_NE(msg.find("gla.key_expand"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("allowed range is key_expand >= 0.03125"), std::string::npos) << msg;
+  msg = config_error(std::string(kBase) + "pattern: \"R-\"\nretnet: {n_heads: 2, key_expand: 0.001}\n");
+  EXPECT_NE(msg.find("retnet.key_expand"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("key_expand >= 0.0625"), std::string::npos) << msg;
+  msg = config_error(std::string(kBase) + "pattern: \"G-\"\ngla: {n_heads: 2, value_expand: 0.01}\n");
+  EXPECT_NE(msg.find("gla.value_expand"), std::string::npos) << msg;
+}
+
+TEST(ModelConfigRanges, ParameterCountsThatWouldWrapAreAnError) {
+  // 10^6 Mamba layers of width 2^20: ~2^64 parameters.
+  const auto msg = config_error("d_model: 1048576\npattern: \"MMMMMMMMMM\"\nrepeat: 100000\nseq_len: 32\n");
+  EXPECT_NE(msg.find("64-bit"), std::string::npos) << msg;
+}
+
+TEST(ModelConfigRanges, HugeMicroBatchDoesNotWrapTheMemoryEstimate) {
+  auto cfg = tiny_config("--", 32);
+  auto s = samba::summarize(cfg, int64_t{1} << 50);
+  EXPECT_GT(s.memory.activations, 0.0);
+  EXPECT_TRUE(std::isfinite(s.memory.total()));
+}
+
+// "A layer is one file": every kind the config side registers has a module, and the module
+// registry's names are the kinds' (not a second table that could drift).
+TEST(LayerKinds, EveryKindHasAModuleWithItsName) {
+  ASSERT_EQ(samba::layer_kinds().size(), samba::valid_layer_chars().size());
+  for (const auto& kind : samba::layer_kinds()) {
+    const auto& spec = samba::sublayer_spec(kind.symbol);
+    EXPECT_EQ(spec.symbol, kind.symbol);
+    EXPECT_STREQ(spec.name, kind.name);
+    EXPECT_STREQ(samba::layer_name(kind.symbol), kind.name);
+  }
+  // Each option section is read, written and re-read by its own layer file.
+  for (const auto* section : samba::option_sections()) {
+    ASSERT_TRUE(section->read) << section->key;
+    ASSERT_TRUE(section->write) << section->key;
+  }
+  auto cfg = tiny_config("M-*-G-R-S-", 64);
+  const std::string yaml = samba::to_yaml(cfg);
+  EXPECT_EQ(samba::to_yaml(samba::parse_model_config(yaml, "round-trip.yaml")), yaml);
 }

@@ -93,6 +93,10 @@ struct ModelConfig {
   int64_t seq_len = 4096;  // training length: FLOPs, memory estimate, eval multiples
   int64_t n_blocks = 0;    // 0 = auto: number of MLP sublayers, or of all sublayers if none
   double paper_params = 0;  // the paper's parameter count, if known (for inspect)
+  // The matching config of the official code (microsoft/Samba lit_gpt/config.py) and its exact
+  // parameter count; inspect prints it beside ours and the zoo test checks both. "" / 0: none.
+  std::string official_name;
+  int64_t official_params = 0;
 
   MambaConfig mamba;
   AttentionConfig attention;

@@ -14,7 +14,8 @@
 
 namespace samba {
 
-// x + mixer(norm(x)); the residual stream stays fp32 whatever the mixer computes in.
+// One residual sublayer: the stack's pre-norm plus the mixer, which owns the residual
+// (default x + mixer(norm(x)), see sublayer.h); the stream stays fp32.
 class ResidualImpl : public torch::nn::Module {
  public:
   ResidualImpl(const ModelConfig& cfg, char symbol, int64_t index);

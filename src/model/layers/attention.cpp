@@ -156,11 +156,10 @@ double attention_saved_activations(const ModelConfig& cfg) {
   return n;
 }
 
-SublayerSpec attention_spec(char symbol, const char* name, bool sliding) {
+SublayerSpec attention_spec(char symbol, bool sliding) {
   auto window_of = [sliding](const ModelConfig& cfg) -> int64_t { return sliding ? cfg.attention.window : 0; };
   SublayerSpec s;
   s.symbol = symbol;
-  s.name = name;
   s.make = [window_of](const ModelConfig& cfg, int64_t) {
     return std::static_pointer_cast<SublayerImpl>(std::make_shared<AttentionImpl>(cfg, window_of(cfg)));
   };
@@ -174,7 +173,7 @@ SublayerSpec attention_spec(char symbol, const char* name, bool sliding) {
 
 }  // namespace
 
-SublayerSpec swa_spec() { return attention_spec(layer_char::kSlidingAttention, "swa", true); }
-SublayerSpec full_attention_spec() { return attention_spec(layer_char::kFullAttention, "attention", false); }
+SublayerSpec swa_spec() { return attention_spec(layer_char::kSlidingAttention, true); }
+SublayerSpec full_attention_spec() { return attention_spec(layer_char::kFullAttention, false); }
 
 }  // namespace samba

@@ -131,18 +131,18 @@ torch::Tensor GLAImpl::step(const torch::Tensor& x, LayerState& state) {
 }
 
 void GLAImpl::init_parameters(const InitSpec& spec) {
-  for (auto* l : {&q_proj, &k_proj, &v_proj, &g_proj, &gk_down, &gk_up}) init_input_projection(*l, spec);
+  // fla's own init under mamba_init (the reference never replaces it), TinyLlama's otherwise.
+  for (auto* l : {&q_proj, &k_proj, &v_proj, &g_proj, &gk_down, &gk_up}) init_fla_projection(*l, spec);
   g_norm->reset_parameters();
   // The convs keep PyTorch's Conv1d default under both schemes (fla does the same).
   for (auto* conv : {&q_conv1d, &k_conv1d, &v_conv1d})
     if (*conv) (*conv)->reset_parameters();
-  init_output_projection(o_proj, spec);
+  init_fla_output_projection(o_proj, spec);
 }
 
 SublayerSpec gla_spec() {
   SublayerSpec s;
   s.symbol = layer_char::kGLA;
-  s.name = "gla";
   s.make = [](const ModelConfig& cfg, int64_t) {
     return std::static_pointer_cast<SublayerImpl>(std::make_shared<GLAImpl>(cfg));
   };

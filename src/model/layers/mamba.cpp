@@ -129,7 +129,6 @@ torch::Tensor MambaImpl::step(const torch::Tensor& x, LayerState& state) {
 SublayerSpec mamba_spec() {
   SublayerSpec s;
   s.symbol = layer_char::kMamba;
-  s.name = "mamba";
   s.make = [](const ModelConfig& cfg, int64_t) {
     return std::static_pointer_cast<SublayerImpl>(std::make_shared<MambaImpl>(cfg));
   };

@@ -24,22 +24,23 @@
 //                   channel pairs (c, c + z/2) by angle p * 10000^(-c / (z/2)), positions
 //                   counted from the chunk start, so it is a relative-position bias
 //     a_i = sum_j softmax_j(score(i, .)) v_j                               (B, T, h)
-//   out = silu(hx + h_proj(a * r))                  h_proj with bias, h -> d
-//   Reference block: x_next = x_raw + u * (out - x_raw) (Mega's highway mix), then the MLP.
-//   Here:             x_next = x_raw + u * out       (see "deviation" below)
+//   h   = silu(hx + h_proj(a * r))                  h_proj with bias, h -> d
+//   Block (the reference's highway mix, lit_gpt/mega.py): x_next = x_raw + u * (h - x_raw),
+//   where x_raw is the stream before the norm. The layer therefore owns its residual
+//   (residual_forward / residual_step, see sublayer.h); the stack's pre-norm is the
+//   reference's self.norm inside the block, and a plain forward() has no meaning.
 //
-// Parameters per layer (norm excluded, it is the stack's pre-norm = the reference's
-// self.norm): conv d*K + d, x_proj d*(R+2N), dt_proj R*d + d, A_log d*N, D d,
+// Parameters per layer (norm excluded, it is the stack's norm = the reference's self.norm):
+// conv d*K + d, x_proj d*(R+2N), dt_proj R*d + d, A_log d*N, D d,
 // v_proj d*h + h, mx_proj d*(2d+z+h) + (2d+z+h), h_proj h*d + d, gamma/beta 4z, alpha/beta 2z.
 // d=1536, z=128, h=1536: 12,233,600 per mixer; 12 x (mixer + MLP + 2 norms) + tied embedding
 // + final norm = 422,486,016 (the paper's 422M).
 //
-// Deviation: the stack owns pre-norm and residual (x + mixer(norm(x))), and the mixer never
-// sees the raw stream, so Mega's (1 - u) * x_raw + u * out cannot be formed; we add u * out
-// (the gate still scales the update per channel, the residual is never damped).
-// Initialisation follows init.h (v_proj, mx_proj, x_proj as inputs, h_proj as a residual
-// output) where the reference used N(0, 0.02) without residual scaling; gamma ~ N(0, 0.02),
-// beta = 0, alpha, beta ~ N(0, 0.02) and the S6 Mamba init are as in the reference.
+// Initialisation (reference reset_parameters + mamba_init, samba-spec.md section 3): v_proj,
+// mx_proj, h_proj ~ N(0, 0.02) with zero biases, h_proj NOT divided by sqrt(r * n_blocks);
+// gamma ~ N(0, 0.02), beta = 0; alpha, beta of the relative bias ~ N(0, 0.02); the S6 keeps
+// Mamba's init. Under TinyLlama init every linear is N(0, sqrt(2 / 5d)) (none of them is a
+// residual-output projection by the reference's naming).
 #include "samba/model/layers/mega_s6.h"
 
 #include <cmath>
@@ -128,9 +129,14 @@ MegaS6Impl::MegaS6Impl(const ModelConfig& cfg)
 
 void MegaS6Impl::init_parameters(const InitSpec& spec) {
   torch::NoGradGuard no_grad;
-  init_input_projection(v_proj, spec);
-  init_input_projection(mx_proj, spec);
-  init_output_projection(h_proj, spec);
+  for (auto* l : {&v_proj, &mx_proj, &h_proj}) {
+    if (spec.scheme == InitScheme::TinyLlama) {
+      init_input_projection(*l, spec);
+    } else {
+      (*l)->weight.normal_(0.0, kSmallInitStd);
+      (*l)->bias.zero_();
+    }
+  }
   init_input_projection(x_proj, spec);
 
   // The conv keeps PyTorch's default (as in the reference, whose init only touches Linears).
@@ -177,12 +183,38 @@ MegaS6Impl::Projected MegaS6Impl::project(const torch::Tensor& s6_out) {
 }
 
 torch::Tensor MegaS6Impl::finish(const Projected& p, const torch::Tensor& attended) {
-  return p.u * torch::silu(p.hx + h_proj->forward(attended * p.r));
+  return torch::silu(p.hx + h_proj->forward(attended * p.r));
 }
 
-torch::Tensor MegaS6Impl::forward(const torch::Tensor& x) {
-  check(x.dim() == 3 && x.size(2) == dims.d_model, "MegaS6 expects (batch, time, ", dims.d_model, "), got ",
-        x.sizes());
+// x + u * (h - x) in the stream's dtype (the reference's torch.addcmul).
+torch::Tensor MegaS6Impl::highway(const torch::Tensor& x, const torch::Tensor& u, const torch::Tensor& h) {
+  const auto dt = x.scalar_type();
+  return torch::addcmul(x, u.to(dt), h.to(dt) - x);
+}
+
+torch::Tensor MegaS6Impl::forward(const torch::Tensor&) {
+  fail("Mega-S6 mixes the raw residual stream (x + u * (h - x)); call residual_forward(x, norm), not forward()");
+}
+
+torch::Tensor MegaS6Impl::step(const torch::Tensor&, LayerState&) {
+  fail("Mega-S6 mixes the raw residual stream; call residual_step(x, norm, state), not step()");
+}
+
+torch::Tensor MegaS6Impl::residual_forward(const torch::Tensor& x_raw, RMSNormImpl& norm) {
+  check(x_raw.dim() == 3 && x_raw.size(2) == dims.d_model, "MegaS6 expects (batch, time, ", dims.d_model,
+        "), got ", x_raw.sizes());
+  Projected p;
+  auto h = mix(norm.forward(x_raw), p);
+  return highway(x_raw, p.u, h);
+}
+
+torch::Tensor MegaS6Impl::residual_step(const torch::Tensor& x_raw, RMSNormImpl& norm, LayerState& state) {
+  Projected p;
+  auto h = mix_step(norm.forward(x_raw), state, p);
+  return highway(x_raw, p.u, h);
+}
+
+torch::Tensor MegaS6Impl::mix(const torch::Tensor& x, Projected& p) {
   const int64_t batch = x.size(0), T = x.size(1);
 
   // S6 over the whole sequence, channels-first as the scan kernel wants.
@@ -197,7 +229,7 @@ torch::Tensor MegaS6Impl::forward(const torch::Tensor& x) {
   auto y = kernels::selective_scan(xc.contiguous(), delta, A, Bm, Cm, D.to(compute_dtype(x)), torch::Tensor(),
                                    dt_proj->bias.to(compute_dtype(x)), /*delta_softplus=*/true);
 
-  Projected p = project(y.transpose(1, 2));
+  p = project(y.transpose(1, 2));
   auto v = torch::silu(v_proj->forward(x));
 
   // Chunked causal attention: pad to whole chunks (padding sits after every real query of
@@ -227,7 +259,7 @@ std::unique_ptr<LayerState> MegaS6Impl::make_state(int64_t batch, const torch::T
   return s;
 }
 
-torch::Tensor MegaS6Impl::step(const torch::Tensor& x, LayerState& state) {
+torch::Tensor MegaS6Impl::mix_step(const torch::Tensor& x, LayerState& state, Projected& p) {
   auto* s = dynamic_cast<MegaS6State*>(&state);
   check(s != nullptr, "MegaS6::step was given another layer's state");
   check(x.dim() == 3 && x.size(1) == 1 && x.size(2) == dims.d_model, "MegaS6::step expects (batch, 1, ",
@@ -244,7 +276,7 @@ torch::Tensor MegaS6Impl::step(const torch::Tensor& x, LayerState& state) {
   auto y = kernels::selective_state_update(s->ssm, xc, dt, -torch::exp(A_log.to(cdt)), Bm, Cm, D.to(cdt),
                                            torch::Tensor(), dt_proj->bias.to(cdt), /*dt_softplus=*/true);
 
-  Projected p = project(y);
+  p = project(y);
   auto v = torch::silu(v_proj->forward(xt));
 
   // A new chunk forgets every earlier key: attention restarts at chunk boundaries.
@@ -267,7 +299,6 @@ torch::Tensor MegaS6Impl::step(const torch::Tensor& x, LayerState& state) {
 SublayerSpec mega_s6_spec() {
   SublayerSpec s;
   s.symbol = layer_char::kMegaS6;
-  s.name = "mega_s6";
   s.make = [](const ModelConfig& cfg, int64_t) {
     return std::static_pointer_cast<SublayerImpl>(std::make_shared<MegaS6Impl>(cfg));
   };

@@ -26,10 +26,9 @@ void SwiGLUImpl::init_parameters(const InitSpec& spec) {
 }
 
 namespace {
-SublayerSpec swiglu_spec(char symbol, const char* name, int64_t (*hidden)(const ModelConfig&)) {
+SublayerSpec swiglu_spec(char symbol, int64_t (*hidden)(const ModelConfig&)) {
   SublayerSpec s;
   s.symbol = symbol;
-  s.name = name;
   s.make = [hidden](const ModelConfig& cfg, int64_t) {
     return std::static_pointer_cast<SublayerImpl>(std::make_shared<SwiGLUImpl>(cfg.d_model, hidden(cfg)));
   };
@@ -45,11 +44,11 @@ SublayerSpec swiglu_spec(char symbol, const char* name, int64_t (*hidden)(const 
 }  // namespace
 
 SublayerSpec mlp_spec() {
-  return swiglu_spec(layer_char::kMLP, "mlp", [](const ModelConfig& c) { return c.mlp_hidden; });
+  return swiglu_spec(layer_char::kMLP, [](const ModelConfig& c) { return c.mlp_hidden; });
 }
 
 SublayerSpec mlp2_spec() {
-  return swiglu_spec(layer_char::kMLP2, "mlp2", [](const ModelConfig& c) { return c.mlp2_hidden_size(); });
+  return swiglu_spec(layer_char::kMLP2, [](const ModelConfig& c) { return c.mlp2_hidden_size(); });
 }
 
 }  // namespace samba

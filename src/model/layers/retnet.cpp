@@ -89,15 +89,15 @@ torch::Tensor RetNetImpl::step(const torch::Tensor& x, LayerState& state) {
 }
 
 void RetNetImpl::init_parameters(const InitSpec& spec) {
-  for (auto* l : {&q_proj, &k_proj, &v_proj, &g_proj}) init_input_projection(*l, spec);
+  // fla's own init under mamba_init (the reference never replaces it), TinyLlama's otherwise.
+  for (auto* l : {&q_proj, &k_proj, &v_proj, &g_proj}) init_fla_projection(*l, spec);
   g_norm->reset_parameters();
-  init_output_projection(o_proj, spec);
+  init_fla_output_projection(o_proj, spec);
 }
 
 SublayerSpec retnet_spec() {
   SublayerSpec s;
   s.symbol = layer_char::kRetNet;
-  s.name = "retnet";
   s.make = [](const ModelConfig& cfg, int64_t) {
     return std::static_pointer_cast<SublayerImpl>(std::make_shared<RetNetImpl>(cfg));
   };

@@ -1,7 +1,7 @@
 #pragma once
 // Mega-S6 ('S'): Mega's moving-average gated attention with the damped EMA replaced by the
 // S6 (Mamba) selective recurrence, the mega-s6-422m baseline of the Samba paper. The math,
-// the sizes and the deviations from the reference are written out in mega_s6.cpp.
+// the sizes and the initialisation are written out in mega_s6.cpp.
 //
 // Sizes (MegaConfig): z_dim = shared query/key dim (auto min(128, d)), hidden = value dim
 // = hidden_expand * d (reference 1), chunk_size = attention is causal softmax within chunks.
@@ -35,9 +35,13 @@ struct MegaS6State : LayerState {
 class MegaS6Impl : public SublayerImpl {
  public:
   explicit MegaS6Impl(const ModelConfig& cfg);
+  // The block owns its residual: residual_forward(x_raw, norm) = x_raw + u * (h - x_raw),
+  // h and u computed from norm(x_raw). forward()/step() alone are refused.
   torch::Tensor forward(const torch::Tensor& x) override;
+  torch::Tensor residual_forward(const torch::Tensor& x_raw, RMSNormImpl& norm) override;
   std::unique_ptr<LayerState> make_state(int64_t batch, const torch::TensorOptions& options) override;
   torch::Tensor step(const torch::Tensor& x, LayerState& state) override;
+  torch::Tensor residual_step(const torch::Tensor& x_raw, RMSNormImpl& norm, LayerState& state) override;
   void init_parameters(const InitSpec& spec) override;
 
   // (n, n) additive relative-position bias for chunk positions 0..n-1: entry (i, j) is
@@ -63,7 +67,12 @@ class MegaS6Impl : public SublayerImpl {
     torch::Tensor u, q, k, r, hx;
   };
   Projected project(const torch::Tensor& s6_out);
+  // h = silu(hx + h_proj(attended * r)), the candidate the gate u mixes into the stream.
   torch::Tensor finish(const Projected& p, const torch::Tensor& attended);
+  // The block on normalised input: returns h, fills p (whose u the highway mix needs).
+  torch::Tensor mix(const torch::Tensor& x_normed, Projected& p);
+  torch::Tensor mix_step(const torch::Tensor& x_normed, LayerState& state, Projected& p);
+  static torch::Tensor highway(const torch::Tensor& x, const torch::Tensor& u, const torch::Tensor& h);
 };
 TORCH_MODULE(MegaS6);
 
