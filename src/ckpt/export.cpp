@@ -56,7 +56,8 @@ std::map<std::string, uint32_t> crc_map(const io::SafetensorsFile& f, const char
   auto it = f.metadata().find(key);
   if (it == f.metadata().end()) return out;
   try {
-    for (const auto& [name, v] : nlohmann::json::parse(it->second).items()) out[name] = v.get<uint32_t>();
+    const auto table = nlohmann::json::parse(it->second);
+    for (auto e = table.begin(); e != table.end(); ++e) out[e.key()] = e.value().get<uint32_t>();
   } catch (const nlohmann::json::exception& e) {
     fail(f.path(), ": the checksum table '", key, "' in its metadata is damaged (", e.what(),
          "); the file is corrupt, export the model again");

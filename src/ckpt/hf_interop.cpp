@@ -240,9 +240,10 @@ std::map<std::string, torch::Tensor> read_weights(const fs::path& dir) {
   }
   check(j.contains("weight_map") && j["weight_map"].is_object(), index.string(), " has no 'weight_map' object");
   std::set<std::string> shards;
-  for (const auto& [name, file] : j["weight_map"].items()) {
-    check(file.is_string(), index.string(), ": weight_map['", name, "'] is not a file name");
-    const std::string f = file.get<std::string>();
+  const auto& map = j["weight_map"];
+  for (auto e = map.begin(); e != map.end(); ++e) {
+    check(e.value().is_string(), index.string(), ": weight_map['", e.key(), "'] is not a file name");
+    const std::string f = e.value().get<std::string>();
     check(f.find('/') == std::string::npos, index.string(), ": shard '", f, "' must be a file in the same directory");
     shards.insert(f);
   }

@@ -282,9 +282,9 @@ TEST(RetNetLayer, MambaInitIsFlaXavierWithResidualDivisor) {
   layer.init_parameters(spec);
   for (auto* l : {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.g_proj}) expect_std(*l, xavier_std(*l), "qkvg");
   expect_std(layer.o_proj, xavier_std(layer.o_proj) / 2.0, "o_proj");
-  // About 10x less than the kaiming default would write into the stream at init.
+  // Well below the kaiming default (whose v, g and o compound to ~10x more output at init).
   const double kaiming_std = 1.0 / std::sqrt(3.0 * static_cast<double>(layer.o_proj->weight.size(1))) / 2.0;
-  EXPECT_LT(layer.o_proj->weight.std().item<double>(), 0.2 * kaiming_std);
+  EXPECT_LT(layer.o_proj->weight.std().item<double>(), 0.5 * kaiming_std);
 }
 
 TEST(RetNetLayer, TinyLlamaInitUsesItsStds) {

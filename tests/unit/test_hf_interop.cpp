@@ -186,7 +186,7 @@ TEST(HfExport, FlaSambaFollowsTheSchemaInFormatsMd) {
   export_initialised(write_yaml(tmp, "samba", kFlaSamba), 1, out, hf_options());
   auto j = nlohmann::json::parse(slurp(out + "/config.json"));
   std::set<std::string> keys;
-  for (const auto& [k, v] : j.items()) keys.insert(k);
+  for (auto e = j.begin(); e != j.end(); ++e) keys.insert(e.key());
   EXPECT_EQ(keys, doc_keys);
   EXPECT_EQ(j["architectures"], nlohmann::json::array({"SambaForCausalLM"}));
   EXPECT_EQ(j["model_type"], "samba");

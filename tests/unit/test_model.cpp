@@ -115,7 +115,7 @@ const char* kBase = "d_model: 64\nmlp_hidden: 128\nattention: {n_heads: 4, windo
 }  // namespace
 
 TEST(ModelConfigRanges, HugeSeqLenIsAnErrorNamingTheKey) {
-  const auto msg = config_error(std::string(kBase) + "pattern: \"M-\"\nseq_len: 4611686018427387904\n");
+  const auto msg = config_error("d_model: 64\nmlp_hidden: 128\npattern: \"M-\"\nseq_len: 4611686018427387904\n");
   EXPECT_NE(msg.find("seq_len"), std::string::npos) << msg;
   EXPECT_NE(msg.find("between 1 and 16777216"), std::string::npos) << msg;
 }
@@ -140,8 +140,9 @@ TEST(ModelConfigRanges, TinyKeyExpandNamesTheKeyAndTheRange) {
 }
 
 TEST(ModelConfigRanges, ParameterCountsThatWouldWrapAreAnError) {
-  // 10^6 Mamba layers of width 2^20: ~2^64 parameters.
-  const auto msg = config_error("d_model: 1048576\npattern: \"MMMMMMMMMM\"\nrepeat: 100000\nseq_len: 32\n");
+  // 10^6 Mamba layers of width 2^20, expand 4: ~1.3 * 10^19 > 2^63 parameters.
+  const auto msg = config_error(
+      "d_model: 1048576\npattern: \"MMMMMMMMMM\"\nrepeat: 100000\nseq_len: 32\nmamba: {expand: 4}\n");
   EXPECT_NE(msg.find("64-bit"), std::string::npos) << msg;
 }
 

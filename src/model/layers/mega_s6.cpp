@@ -210,8 +210,8 @@ torch::Tensor MegaS6Impl::residual_forward(const torch::Tensor& x_raw, RMSNormIm
 
 torch::Tensor MegaS6Impl::residual_step(const torch::Tensor& x_raw, RMSNormImpl& norm, LayerState& state) {
   Projected p;
-  auto h = mix_step(norm.forward(x_raw), state, p);
-  return highway(x_raw, p.u, h);
+  auto h = mix_step(norm.forward(x_raw), state, p);  // (B, 1, d); the gate is per token (B, d)
+  return highway(x_raw, p.u.unsqueeze(1), h);
 }
 
 torch::Tensor MegaS6Impl::mix(const torch::Tensor& x, Projected& p) {
