@@ -2,6 +2,8 @@
 // whose n_heads also sets RetNet's default head count). Torch-free.
 #include "samba/model/layer_config.h"
 
+#include <limits>
+
 namespace samba {
 
 const OptionSection& attention_options() {
@@ -12,7 +14,7 @@ const OptionSection& attention_options() {
         m.read("n_heads", c.n_heads, 1, 4096);
         m.read("n_kv_heads", c.n_kv_heads, 1, 4096);
         m.read("head_dim", c.head_dim, 1, 4096);
-        m.read("window", c.window, 1, config_limits::kMaxSeqLen);
+        m.read("window", c.window, 1, std::numeric_limits<int64_t>::max());  // validate: <= seq_len (<= 2^24)
         if (m.has("rope_base") && m.node()["rope_base"].IsScalar() && m.node()["rope_base"].Scalar() == "none") {
           m.allow("rope_base");
           c.rope = false;
