@@ -13,6 +13,7 @@
 #include "samba/ckpt/checkpoint.h"
 #include "samba/core/error.h"
 #include "samba/io/files.h"
+#include "samba/model/layer_config.h"
 
 namespace samba::ckpt::hf {
 namespace {
@@ -180,7 +181,7 @@ std::string model_yaml(const nlohmann::json& j, const std::string& type, const s
   const std::string act = j.value("hidden_act", std::string("silu"));
   refuse_if(act != "silu" && act != "swish", origin, "hidden_act '" + act + "'");
   const int64_t max_pos = get_int(j, "max_position_embeddings", 4096, origin);
-  constexpr int64_t kMaxSeqLen = int64_t{1} << 24;
+  constexpr int64_t kMaxSeqLen = config_limits::kMaxSeqLen;
   int64_t seq_len = std::min(std::max<int64_t>(max_pos, 1), kMaxSeqLen);
   if (type == "mamba") {
     const int64_t d = need_int(j, "hidden_size", origin), expand = get_int(j, "expand", 2, origin);

@@ -117,7 +117,7 @@ const char* kBase = "d_model: 64\nmlp_hidden: 128\nattention: {n_heads: 4, windo
 TEST(ModelConfigRanges, HugeSeqLenIsAnErrorNamingTheKey) {
   const auto msg = config_error("d_model: 64\nmlp_hidden: 128\npattern: \"M-\"\nseq_len: 4611686018427387904\n");
   EXPECT_NE(msg.find("seq_len"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("between 1 and 16777216"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("between 1 and 1073741824"), std::string::npos) << msg;
 }
 
 TEST(ModelConfigRanges, NonFiniteRopeBaseIsRefused) {

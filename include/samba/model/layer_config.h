@@ -21,7 +21,8 @@ namespace samba {
 // width, vocab x d, ...) stays far inside int64; the bounds are far above any real model.
 namespace config_limits {
 constexpr int64_t kMaxInt = 2147483647;
-constexpr int64_t kMaxSeqLen = int64_t{1} << 24;  // 16M tokens
+constexpr int64_t kMaxSeqLen = int64_t{1} << 30;  // a model may describe 1G-token contexts; recipes train <= 2^24
+constexpr int64_t kMaxChunk = int64_t{1} << 24;   // Mega-S6 decodes with a chunk-sized KV cache
 constexpr double kMaxRopeBase = 1e12;              // finite: inf / nan angles poison every score
 }  // namespace config_limits
 

@@ -10,7 +10,7 @@ const OptionSection& mega_options() {
         MegaConfig& c = cfg.mega;
         m.read("z_dim", c.z_dim, 1, config_limits::kMaxInt);
         m.read("hidden_expand", c.hidden_expand, 1, 64);
-        m.read("chunk_size", c.chunk_size, 1, config_limits::kMaxSeqLen);
+        m.read("chunk_size", c.chunk_size, 1, config_limits::kMaxChunk);
       },
       [](const ModelConfig& c, const KeyError& bad) {
         if (c.mega.resolved_z_dim(c.d_model) % 2 != 0)
