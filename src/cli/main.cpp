@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   samba::cli::add_data_command(app);
   samba::cli::add_train_command(app);
   samba::cli::add_eval_command(app);
+  samba::cli::add_passkey_command(app);
+  samba::cli::add_ablate_command(app);
   samba::cli::add_export_command(app);
   samba::cli::add_import_command(app);
   samba::cli::add_inspect_command(app);

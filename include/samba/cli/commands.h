@@ -14,5 +14,7 @@ void add_export_command(CLI::App& app);  // src/cli/cmd_export.cpp
 void add_import_command(CLI::App& app);  // src/cli/cmd_import.cpp
 // `samba comm-check` (hidden): the launch environment and communicator of every rank.
 void add_comm_check_command(CLI::App& app);
+void add_passkey_command(CLI::App& app);  // src/cli/cmd_passkey.cpp
+void add_ablate_command(CLI::App& app);   // src/cli/cmd_ablate.cpp
 
 }  // namespace samba::cli
