@@ -28,10 +28,22 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 
 std::string absolute(const std::string& p) { return fs::absolute(p).lexically_normal().string(); }
 
-// The recipe a run trains with: the ablation's recipe with the run's model, the shared data,
-// its own run directory and its token budget. Written next to the run so it is on record and
-// `samba train` reads it through the same strict loader as any recipe.
-std::string write_recipe(const AblationSpec& spec, const RunSpec& run, const fs::path& dir) {
+void mark(const fs::path& file, const nlohmann::json& j) { io::write_file_atomic(file.string(), j.dump(2) + "\n"); }
+
+struct Plan {
+  const RunSpec* run = nullptr;
+  fs::path dir;
+  std::string recipe;
+  int64_t max_tokens = 0;
+  bool selected = true;
+};
+
+}  // namespace
+
+// Written next to the run so it is on record, and `samba train` reads it through the same
+// strict loader as any recipe.
+std::string write_run_recipe(const AblationSpec& spec, const RunSpec& run, const std::string& dir_in) {
+  const fs::path dir(dir_in);
   YAML::Node r = load_yaml_file(run.recipe);
   if (!run.model.empty()) {
     r["model"] = absolute(run.model);
@@ -48,18 +60,6 @@ std::string write_recipe(const AblationSpec& spec, const RunSpec& run, const fs:
                                   YAML::Dump(r) + "\n");
   return path;
 }
-
-void mark(const fs::path& file, const nlohmann::json& j) { io::write_file_atomic(file.string(), j.dump(2) + "\n"); }
-
-struct Plan {
-  const RunSpec* run = nullptr;
-  fs::path dir;
-  std::string recipe;
-  int64_t max_tokens = 0;
-  bool selected = true;
-};
-
-}  // namespace
 
 std::string run_dir(const AblationSpec& spec, const RunSpec& run) {
   return (fs::path(spec.out_dir) / run.name).string();
@@ -111,7 +111,7 @@ int run_ablation(const AblationSpec& spec, const RunnerOptions& options) {
     p.dir = run_dir(spec, run);
     p.selected = options.only.empty() || std::count(options.only.begin(), options.only.end(), run.name);
     fs::create_directories(p.dir);
-    p.recipe = write_recipe(spec, run, p.dir);
+    p.recipe = write_run_recipe(spec, run, p.dir.string());
     // The run's overrides are checked here too, by the same strict reader `samba train` uses.
     const TrainConfig cfg = load_train_config(p.recipe, run.set);
     p.max_tokens = cfg.max_tokens;

@@ -8,8 +8,10 @@
 
 #include "base/io_test_util.h"
 #include "samba/ablate/report.h"
+#include "samba/ablate/runner.h"
 #include "samba/ablate/spec.h"
 #include "samba/core/error.h"
+#include "samba/core/train_config.h"
 #include "samba/eval/plot.h"
 
 namespace fs = std::filesystem;
@@ -107,9 +109,21 @@ TEST(AblationFiles, EveryShippedFileLoads) {
     SCOPED_TRACE(e.path().string());
     auto a = samba::ablate::load_ablation(e.path().string());
     EXPECT_FALSE(a.runs.empty());
+    // Each run's recipe, model and overrides pass the strict loaders, as `samba ablate` checks
+    // them before training anything.
+    samba::testing::TempDir tmp;
+    for (const auto& run : a.runs) {
+      SCOPED_TRACE(run.name);
+      const std::string recipe = samba::ablate::write_run_recipe(a, run, tmp.path().string());
+      try {
+        samba::load_train_config(recipe, run.set);
+      } catch (const samba::Error& err) {
+        ADD_FAILURE() << err.what();
+      }
+    }
     ++n;
   }
-  EXPECT_GE(n, 7);
+  EXPECT_GE(n, 12);
 }
 
 TEST(AblationReport, TableHasThePaperLayoutAndMissingValuesShowAsDashes) {

@@ -31,6 +31,10 @@ struct RunnerOptions {
 // (SIGINT/SIGTERM/SIGHUP: the running stage is asked to checkpoint and stop first).
 int run_ablation(const AblationSpec& spec, const RunnerOptions& options);
 
+// Writes <dir>/recipe.yaml for `run` (the ablation's recipe with the run's model, the shared
+// data, run_dir <dir>/train and the run's budget) and returns its path.
+std::string write_run_recipe(const AblationSpec& spec, const RunSpec& run, const std::string& dir);
+
 // The directory of `run` under the ablation's out_dir.
 std::string run_dir(const AblationSpec& spec, const RunSpec& run);
 
