@@ -140,6 +140,11 @@ int run_ablation(const AblationSpec& spec, const RunnerOptions& options) {
     const std::string log = (p.dir / "console.log").string();
     const std::string pid_file = (p.dir / "child.pid").string();
     const std::string train_dir = (p.dir / "train").string();
+    if (done_stage(p.dir, "trained.json") && done_stage(p.dir, "eval.json") &&
+        (!run.passkey || done_stage(p.dir, "passkey.json"))) {
+      std::printf("%salready done\n", prefix.c_str());
+      continue;
+    }
     if (done_stage(p.dir, "failed.json")) fs::remove(p.dir / "failed.json");  // a rerun tries again
     check(wait_for_stale_child(pid_file, train_dir, 300), "a process left by an earlier ablation (", pid_file,
           ") still works on ", train_dir, ": stop it, then run the ablation again");
