@@ -3,6 +3,8 @@
 // every ablation file shipped in configs/ablations loads.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
