@@ -3,6 +3,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <filesystem>
 
 #include "base/io_test_util.h"
@@ -202,6 +206,36 @@ TEST(Checkpoint, ResavingTheSameStepReplacesIt) {
   auto loaded = load_checkpoint(dir);
   EXPECT_EQ(loaded.trainer_state["tokens_seen"], 1);
   expect_same(second.optimizer, rank_tensors(loaded, 0));
+}
+
+// A process killed (SIGKILL) at any moment while it re-saves an existing step never leaves that
+// step without a complete, verifiable copy: the new copy is swapped in atomically.
+TEST(Checkpoint, KillDuringAResaveNeverLosesTheStep) {
+  TempDir tmp;
+  auto model = make_model(tiny_config("-"), 5);
+  const std::string root = tmp.path().string();
+  save_checkpoint(root, 10, content_for(model, 10), 3);
+  const std::string step_dir = root + "/step_00000010";
+  for (int trial = 0; trial < 12; ++trial) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      auto c = content_for(model, 10);
+      for (int i = 0;; ++i) {
+        c.trainer_state["tokens_seen"] = i;
+        save_checkpoint(root, 10, c, 3);
+      }
+    }
+    // Kill at a different point of the save sequence each time.
+    ::usleep(static_cast<useconds_t>(20000 + trial * 7919 % 60000));
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    ASSERT_NO_THROW(verify_checkpoint(step_dir)) << "trial " << trial;
+    EXPECT_EQ(find_latest_checkpoint(root), step_dir);
+  }
+  // The leftovers of the killed writers are pruned by the next save.
+  save_checkpoint(root, 11, content_for(model, 11), 3);
+  for (const auto& name : entries(tmp.path())) EXPECT_EQ(name.rfind(".tmp-", 0), std::string::npos) << name;
 }
 
 TEST(Checkpoint, FailedSaveLeavesNothing) {
