@@ -234,8 +234,9 @@ TEST(BadInputs, GeneratedCorpusIsRefusedNamingTheKey) {
     cases.push_back({"missing d_model", {"inspect", write(dump(without(root, "d_model")))}, "key 'd_model'", ""});
     cases.push_back({"missing pattern", {"inspect", write(dump(without(root, "pattern")))}, "key 'pattern'", ""});
     cases.push_back({"missing mlp_hidden", {"inspect", write(dump(without(root, "mlp_hidden")))}, "key 'mlp_hidden'", ""});
-    // The list: values that were accepted or crashed. (The model's seq_len 2^62 is
-    // added once the model config caps seq_len; the recipe's is below.)
+    // The list: values that were accepted or crashed.
+    cases.push_back({"seq_len 2^62", {"inspect", write(dump(with_value(root, "seq_len", "4611686018427387904")))},
+                     "key 'seq_len'", ""});
     cases.push_back({"rope_base inf", {"inspect", write(dump(with_value(root, "attention.rope_base", ".inf")))},
                      "key 'attention.rope_base'", ""});
     cases.push_back({"include is a directory", {"inspect", write("include: " + models.string() + "\n")}, "is a directory", ""});
