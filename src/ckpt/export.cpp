@@ -294,11 +294,13 @@ void write_export(const ModelConfig& cfg, std::map<std::string, torch::Tensor> t
   const fs::path parent = out.parent_path().empty() ? fs::path(".") : out.parent_path();
   std::error_code ec;
   fs::create_directories(parent, ec);
-  check(!ec, "export: cannot create '", parent.string(), "': ", ec.message(), "; check the path and permissions");
+  check(!ec && fs::is_directory(parent), "export: cannot create '", parent.string(), "': ",
+        ec ? ec.message() : std::string("a file is in the way"), "; check the path and permissions");
   const std::string pid = std::to_string(::getpid());
   const fs::path staged = parent / ("." + out.filename().string() + ".export-tmp-" + pid);
   io::remove_tree(fs::path(staged).string(), ec);
-  check(fs::create_directory(staged, ec) && !ec, "export: cannot create '", staged.string(), "': ", ec.message(),
+  const bool made = fs::create_directory(staged, ec);
+  check(made && !ec, "export: cannot create '", staged.string(), "': ", ec ? ec.message() : std::string("it already exists"),
         "; check free space and permissions");
   try {
     save_tensors((staged / "model.safetensors").string(), named,
