@@ -80,12 +80,7 @@ int run_rank(int argc, char** argv) {
       if (zero1) comm->all_reduce(sq);
       const double norm = std::sqrt(sq.item<double>());
       opt.step(1e-5, norm > 1 ? 1 / norm : 1);
-      if (zero1)
-        for (int b = 0; b < static_cast<int>(flat.buckets().size()); ++b) {
-          const auto& bk = flat.buckets()[static_cast<size_t>(b)];
-          auto [lo, hi] = flat.piece(b, comm->rank());
-          comm->all_gather(flat.params().narrow(0, bk.begin, bk.end - bk.begin), flat.params().narrow(0, lo, hi - lo).clone());
-        }
+      if (zero1) samba::dist::gather_parameter_pieces(flat, *comm);
       if (device.is_cuda()) torch::cuda::synchronize();
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (i >= 2) {  // warm-up steps excluded

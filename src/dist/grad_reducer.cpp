@@ -124,4 +124,16 @@ void GradReducer::finish() {
   stats_.exposed_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+void gather_parameter_pieces(FlatParameters& flat, runtime::Communicator& comm) {
+  std::vector<runtime::CommHandlePtr> pending;
+  for (int b = 0; b < static_cast<int>(flat.buckets().size()); ++b) {
+    const Bucket& bucket = flat.buckets()[static_cast<size_t>(b)];
+    auto [lo, hi] = flat.piece(b, comm.rank());
+    auto whole = flat.params().narrow(0, bucket.begin, bucket.end - bucket.begin);
+    // The piece is a view into `whole`: gather from a copy so no backend reads what it writes.
+    pending.push_back(comm.all_gather(whole, flat.params().narrow(0, lo, hi - lo).clone(), /*async=*/true));
+  }
+  for (auto& p : pending) p->wait();
+}
+
 }  // namespace samba::dist

@@ -286,17 +286,7 @@ StepOutcome Trainer::train_step() {
     const double max_norm = cfg_.optimizer.grad_clip;
     const double clip = (max_norm > 0 && out.grad_norm > max_norm) ? max_norm / (out.grad_norm + 1e-6) : 1.0;
     optimizer_->step(lr, clip);
-    if (zero1_) {
-      // Every rank updated its piece of each bucket; gather the pieces back into every rank's copy.
-      std::vector<runtime::CommHandlePtr> pending;
-      for (int b = 0; b < static_cast<int>(flat_->buckets().size()); ++b) {
-        const auto& bucket = flat_->buckets()[static_cast<size_t>(b)];
-        auto [lo, hi] = flat_->piece(b, comm_->rank());
-        auto whole = flat_->params().narrow(0, bucket.begin, bucket.end - bucket.begin);
-        pending.push_back(comm_->all_gather(whole, flat_->params().narrow(0, lo, hi - lo).clone(), /*async=*/true));
-      }
-      for (auto& p : pending) p->wait();
-    }
+    if (zero1_) dist::gather_parameter_pieces(*flat_, *comm_);  // each rank updated only its pieces
   }
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;

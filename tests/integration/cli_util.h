@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "multiprocess.h"  // free_port
 #include "samba/io/files.h"
 
 namespace samba::testing {
@@ -50,21 +51,6 @@ inline int run_cmd(const std::string& cmd, std::string* output = nullptr) {
   if (output) *output = read_text(out);
   fs::remove(out);
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-// A TCP port nobody listens on right now (the kernel picks it), for a rendezvous.
-inline int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  const int port = ntohs(addr.sin_port);
-  ::close(fd);
-  return port;
 }
 
 // Starts `samba <args...>` in the background with extra environment variables; output to `log`.

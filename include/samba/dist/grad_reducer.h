@@ -44,4 +44,8 @@ class GradReducer {
   ReducerStats stats_;
 };
 
+// ZeRO-1, after each rank updated its piece of every bucket: gathers the pieces back so every
+// rank holds all parameters again (one async all-gather per bucket, then a wait on all).
+void gather_parameter_pieces(FlatParameters& flat, runtime::Communicator& comm);
+
 }  // namespace samba::dist
