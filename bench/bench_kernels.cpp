@@ -80,15 +80,17 @@ int main(int argc, char** argv) {
   auto a = torch::TensorOptions().dtype(act).device(dev);
   auto f = torch::TensorOptions().dtype(torch::kFloat32).device(dev);
   {
-    // The Mamba layer's layouts: delta, z, B, C are transposed views of matmul outputs.
-    auto u = torch::randn({batch, E, L}, a).requires_grad_();
+    // The Mamba layer's layouts: u (the conv output), delta, z, B, C and the output gradient
+    // are channel-contiguous views of matmul outputs.
+    auto u = torch::randn({batch, L, E}, a).transpose(1, 2).detach().requires_grad_();
     auto delta = (torch::randn({batch, L, E}, a) * 0.5 - 1).transpose(1, 2).detach().requires_grad_();
     auto z = torch::randn({batch, L, E}, a).transpose(1, 2).detach().requires_grad_();
-    auto B = torch::randn({batch, L, N}, a).transpose(1, 2).detach().requires_grad_();
-    auto C = torch::randn({batch, L, N}, a).transpose(1, 2).detach().requires_grad_();
+    auto x_dbl = torch::randn({batch, L, 96 + 2 * N}, a);  // dt_rank 96 as samba-421m
+    auto B = x_dbl.narrow(2, 96, N).transpose(1, 2).detach().requires_grad_();
+    auto C = x_dbl.narrow(2, 96 + N, N).transpose(1, 2).detach().requires_grad_();
     auto A = (-torch::rand({E, N}, f) - 0.1).requires_grad_();
     auto D = torch::randn({E}, f).requires_grad_(), bias = torch::randn({E}, f).requires_grad_();
-    auto go = torch::randn({batch, E, L}, a);
+    auto go = torch::randn({batch, L, E}, a).transpose(1, 2);
     const double io = 4 * el * esz + 2.0 * batch * N * L * esz;
     const double fwd = median_ms(dev, reps, [&] {
       torch::NoGradGuard ng;

@@ -2,6 +2,8 @@
 // the trainer runs it) on random tokens.
 //   bench_train_step <model.yaml> [micro_batch] [seq_len] [steps]
 // Prints one table row per model: tokens/s, ms/step, MFU against the device peak.
+#include <dlfcn.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -23,6 +25,10 @@ int main(int argc, char** argv) {
     const int64_t batch = argc > 2 ? std::atoll(argv[2]) : 8;
     if (argc > 3) cfg.seq_len = std::atoll(argv[3]);
     const int steps = argc > 4 ? std::atoi(argv[4]) : 10;
+    if (std::getenv("SAMBA_BENCH_DETERMINISTIC")) {  // what the recipe's `deterministic: true` sets
+      ::setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", 0);
+      at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/false);
+    }
     const torch::Device device = samba::runtime::pick_device("auto");
     const bool bf16 = device.is_cuda();
     torch::manual_seed(0);
@@ -47,6 +53,19 @@ int main(int argc, char** argv) {
     };
     one_step();  // warm-up (allocator, kernels)
     one_step();
+    if (std::getenv("SAMBA_BENCH_PROFILE")) {
+      // One step between cudaProfilerStart/Stop, for `ncu --profile-from-start off` (the
+      // runtime's symbols are looked up at run time: no CUDA headers in this file).
+      using Fn = int (*)();
+      auto start_fn = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, "cudaProfilerStart"));
+      auto stop_fn = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, "cudaProfilerStop"));
+      if (!start_fn || !stop_fn) throw std::runtime_error("SAMBA_BENCH_PROFILE: cudaProfilerStart not found");
+      start_fn();
+      one_step();
+      stop_fn();
+      std::printf("profiled one step\n");
+      return 0;
+    }
     const auto start = std::chrono::steady_clock::now();
     for (int i = 0; i < steps; ++i) one_step();
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / steps;

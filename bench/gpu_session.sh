@@ -4,6 +4,9 @@
 #   bench/gpu_session.sh test    gpu-labelled tests; samba train on the GPU through the data-parallel
 #                                path (NCCL group forced at world 1, ZeRO-1), resume, deterministic twins
 #   bench/gpu_session.sh bench   end-to-end step benchmarks next to the Python anchor (same call)
+#   bench/gpu_session.sh kernels per-kernel benchmarks (scan variants: SCAN_VARIANTS="32,4 ...")
+#   bench/gpu_session.sh profile top kernels of one samba-421m step (ncu durations)
+#   bench/gpu_session.sh cli     samba-421m via `samba train` on the Brown corpus (carry data/corpus/brown)
 # Logs go to $OUT (the device tool's output folder) or ./gpu_out.
 set -uo pipefail
 MODE=${1:-all}
@@ -21,7 +24,7 @@ build() {
   [ -z "$gpu_tests" ] && gpu_tests=$(ninja -C $B -t targets all | sed -n 's/^\([a-z_]*_gpu\): .*/\1/p' | sort -u | tr '\n' ' ')
   echo "gpu test targets: $gpu_tests"
   local t0=$(date +%s)
-  if ! ninja -C $B -j16 samba_cli bench_train_step $gpu_tests >"$OUT/build.log" 2>&1; then
+  if ! ninja -C $B -j16 samba_cli bench_train_step bench_kernels $gpu_tests >"$OUT/build.log" 2>&1; then
     grep -E "error|FAILED" -A4 "$OUT/build.log" | head -60
     # A c10d/NCCL API mismatch must not cost the rest of the session: retry without NCCL.
     grep -q "comm.cpp" "$OUT/build.log" || return 1
@@ -60,7 +63,7 @@ test_gpu() {
 include: $PWD/configs/models/tiny-samba.yaml
 vocab_size: 512
 YAML
-  for name in dp det1 det2; do
+  for name in dp det1 det2 det3; do
     extra=""
     [ "$name" = dp ] && extra="distributed: {zero1: true, bucket_mb: 1}"
     [ "$name" != dp ] && extra="deterministic: true"
@@ -89,15 +92,22 @@ YAML
   for name in det1 det2; do
     $B/samba train $w/$name.yaml --no-progress >"$OUT/train_$name.log" 2>&1; echo "$name rc=$?"
   done
+  # The same run killed after step 30 (SAMBA_FAULT_EXIT_STEP: _Exit, no checkpoint) and resumed
+  # from its step-20 checkpoint must retrace det1 bit for bit.
+  SAMBA_FAULT_EXIT_STEP=30 $B/samba train $w/det3.yaml --no-progress >"$OUT/train_det3.log" 2>&1; echo "det3 killed rc=$?"
+  $B/samba train $w/det3.yaml --no-progress --resume >>"$OUT/train_det3.log" 2>&1; echo "det3 resume rc=$?"
   python3 - $w <<'PY'
 import json, sys
 w = sys.argv[1]
 def losses(n): return [json.loads(l)["loss"] for l in open(f"{w}/runs/{n}/metrics.jsonl") if '"loss"' in l]
-a, b = losses("det1"), losses("det2")
+a, b, c = losses("det1"), losses("det2"), losses("det3")
 print("deterministic twins:", len(a), "steps, bitwise equal losses:", a == b, "first/last", a[0], a[-1])
+print("killed at 30 + resumed:", len(c), "loss records, bitwise equal to det1:", a == c)
 PY
   cmp $w/runs/det1/checkpoints/step_00000040/model.safetensors $w/runs/det2/checkpoints/step_00000040/model.safetensors &&
     echo "deterministic twins: final weights bitwise equal"
+  cmp $w/runs/det1/checkpoints/step_00000040/model.safetensors $w/runs/det3/checkpoints/step_00000040/model.safetensors &&
+    echo "killed + resumed: final weights bitwise equal to det1"
   cp $w/runs/dp/metrics.jsonl "$OUT/metrics_dp.jsonl" 2>/dev/null
 }
 
@@ -112,9 +122,116 @@ bench() {
   fi
 }
 
+# Kernel benchmarks: the pipelined scan forward against the first version, then backward
+# variants (chunk / sub-chunk sizes are compile definitions: each variant rebuilds the kernels).
+kernels() {
+  local bk
+  ninja -C $B -j16 bench_kernels >"$OUT/build_kernels.log" 2>&1 || { tail -30 "$OUT/build_kernels.log"; return 1; }
+  bk=$(find $B -name bench_kernels -type f -perm -u+x | head -1)
+  echo "== scan forward: first version (SAMBA_SCAN_PIPELINE=0)"
+  SAMBA_SCAN_PIPELINE=0 $bk 8 3072 4096 16 10 | grep -E "^\| (op|selective)"
+  echo "== pipelined forward (default)"
+  $bk 8 3072 4096 16 10 | tee "$OUT/bench_kernels.log"
+  for v in ${SCAN_VARIANTS:-}; do  # e.g. "32,4 32,8"
+    local chunk=${v%,*} sub=${v#*,}
+    cmake -S . -B $B -DCMAKE_CUDA_FLAGS="-DSAMBA_SCAN_CHUNK=$chunk -DSAMBA_SCAN_BWD_SUB=$sub" >>"$OUT/cmake.log" 2>&1
+    ninja -C $B -j16 bench_kernels >>"$OUT/build_kernels.log" 2>&1 || { echo "variant $v failed to build"; continue; }
+    echo "== variant chunk $chunk sub $sub"
+    $bk 8 3072 4096 16 10 | grep -E "^\| selective"
+  done
+  if [ -n "${SCAN_VARIANTS:-}" ]; then
+    cmake -S . -B $B -DCMAKE_CUDA_FLAGS="${SCAN_KEEP_FLAGS:-}" >>"$OUT/cmake.log" 2>&1
+  fi
+}
+
+# Top kernels of one samba-421m step (ncu, kernel durations only), summed by name.
+profile() {
+  local m=${PROFILE_MODEL:-samba-421m}
+  SAMBA_BENCH_PROFILE=1 timeout 400 ncu --profile-from-start off --clock-control none --metrics gpu__time_duration.sum \
+    --csv --print-units base $B/bench_train_step configs/models/$m.yaml 8 4096 1 >"$OUT/ncu_$m.csv" 2>"$OUT/ncu_$m.err"
+  echo "ncu rc=$?"
+  python3 - "$OUT/ncu_$m.csv" <<'PY' | tee "$OUT/profile_$m.md"
+import csv, sys, collections, re
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+head = rows[0]; ki = head.index("Kernel Name"); vi = head.index("Metric Value")
+tot = collections.Counter(); cnt = collections.Counter()
+for r in rows[1:]:
+    try: v = float(r[vi].replace(",", ""))
+    except ValueError: continue
+    name = re.sub(r"\(.*", "", r[ki])[:90]
+    tot[name] += v; cnt[name] += 1
+s = sum(tot.values())
+print(f"one step: {len(rows)-1} kernels, {s/1e6:.1f} ms of kernel time")
+print("| kernel | calls | ms | share |"); print("|---|---:|---:|---:|")
+for k, v in tot.most_common(30): print(f"| {k} | {cnt[k]} | {v/1e6:.2f} | {100*v/s:.1f}% |")
+PY
+}
+
+# samba-421m through the CLI on the Brown corpus (carried in data/corpus/brown): the fused path
+# against the reference ops for 50 steps at length 512 (the reference scan is a per-step loop),
+# then a few hundred steps at length 4096.
+cli() {
+  local w=/tmp/samba_cli
+  rm -rf $w && mkdir -p $w
+  $B/samba data --input data/corpus/brown --out $w/ds --vocab-size ${CLI_VOCAB:-32000} >"$OUT/cli_data.log" 2>&1 ||
+    { tail "$OUT/cli_data.log"; return 1; }
+  tail -2 "$OUT/cli_data.log"
+  # At length 512 the 2048 window covers every causal position: a 512 window is the same
+  # model and passes the recipe check (window <= seq_len).
+  printf 'include: %s\nattention: {window: 512}\n' "$PWD/configs/models/samba-421m.yaml" >$w/samba-421m-w512.yaml
+  mk() {  # name seq steps micro [model]
+    cat >$w/$1.yaml <<YAML
+model: ${5:-$PWD/configs/models/samba-421m.yaml}
+data: $w/ds
+run_dir: $w/runs/$1
+device: cuda
+seed: 11
+seq_len: $2
+micro_batch: $4
+global_batch_tokens: $(( $2 * $4 ))
+max_tokens: $(( $2 * $4 * $3 ))
+log_every: 10
+eval_every: ${CLI_EVAL_EVERY:-100}
+checkpoint_every: 1000000
+eval_tokens: 262144
+optimizer: {lr: 0.0004, min_lr: 0.00004, warmup_fraction: 0.05}
+YAML
+  }
+  mk fast512 512 50 8 $w/samba-421m-w512.yaml
+  mk ref512 512 50 8 $w/samba-421m-w512.yaml
+  $B/samba train $w/fast512.yaml --no-progress >"$OUT/cli_fast512.log" 2>&1; echo "fast512 rc=$?"
+  SAMBA_REFERENCE_KERNELS=1 timeout 240 $B/samba train $w/ref512.yaml --no-progress >"$OUT/cli_ref512.log" 2>&1; echo "ref512 rc=$?"
+  # The noise band: the same fused run in deterministic mode differs from the default one only
+  # in the order of floating-point sums (cuBLAS, FA2's backward, index_add).
+  mk det512 512 50 8 $w/samba-421m-w512.yaml
+  echo "deterministic: true" >>$w/det512.yaml
+  $B/samba train $w/det512.yaml --no-progress >"$OUT/cli_det512.log" 2>&1; echo "det512 rc=$?"
+  python3 - $w <<'PY' | tee "$OUT/cli_compare.txt"
+import json, sys
+w = sys.argv[1]
+def losses(n): return [json.loads(l)["loss"] for l in open(f"{w}/runs/{n}/metrics.jsonl") if '"loss"' in l]
+a, b, c = losses("fast512"), losses("ref512"), losses("det512")
+n = min(len(a), len(b), len(c))
+print("step | fused | reference | rel diff | fused, deterministic | rel diff to fused")
+for i in range(n): print(i, f"{a[i]:.4f} {b[i]:.4f} {abs(a[i]-b[i])/b[i]:.4f} {c[i]:.4f} {abs(a[i]-c[i])/a[i]:.4f}")
+m = lambda xs: sum(xs) / len(xs)
+print(f"mean rel diff, steps 10-49: fused vs reference {m([abs(a[i]-b[i])/b[i] for i in range(10, n)]):.4f}, "
+      f"fused vs fused-deterministic {m([abs(a[i]-c[i])/a[i] for i in range(10, n)]):.4f}")
+print(f"mean loss, steps 10-49: fused {m(a[10:n]):.4f}, reference {m(b[10:n]):.4f}, fused-deterministic {m(c[10:n]):.4f}")
+PY
+  [ "${CLI_STEPS:-300}" = 0 ] && return 0
+  mk long 4096 ${CLI_STEPS:-300} 8
+  timeout 300 $B/samba train $w/long.yaml --no-progress >"$OUT/cli_long.log" 2>&1; echo "long rc=$?"
+  grep -E "eval|tok/s|step +(10|100|200|300) " "$OUT/cli_long.log" | tail -12
+  cp $w/runs/long/metrics.jsonl "$OUT/cli_long_metrics.jsonl" 2>/dev/null
+}
+
 case $MODE in
   build) build ;;
   test) test_gpu ;;
   bench) bench ;;
+  kernels) kernels ;;
+  profile) profile ;;
+  cli) cli ;;
   all) build && test_gpu && bench ;;
 esac

@@ -2,6 +2,9 @@
 
 #include "samba/core/error.h"
 #include "samba/kernels/linear_cross_entropy.h"
+#include "samba/kernels/rms_norm.h"
+
+#include <ATen/autocast_mode.h>
 
 namespace samba {
 
@@ -44,9 +47,42 @@ void LanguageModelImpl::init_parameters() {
 
 const torch::Tensor& LanguageModelImpl::lm_head_weight() { return lm_head ? lm_head->weight : embed->weight; }
 
+namespace {
+// The dtype the matmuls run in: autocast's on CUDA when it is on, else the stream's.
+torch::ScalarType matmul_dtype(const torch::Tensor& x) {
+#if TORCH_VERSION_MAJOR >= 2
+  if (x.is_cuda() && at::autocast::is_autocast_enabled(at::kCUDA)) return at::autocast::get_autocast_dtype(at::kCUDA);
+#endif
+  return x.scalar_type();
+}
+}  // namespace
+
+bool LanguageModelImpl::fused_residual_path(const torch::Tensor& x) {
+  if (!x.is_cuda() || x.scalar_type() != torch::kFloat32 || kernels::use_reference_kernels()) return false;
+  for (const auto& m : *layers)
+    if (m->as<ResidualImpl>()->mixer->owns_residual()) return false;
+  return kernels::rms_norm_residual_cuda_supports(x, x, matmul_dtype(x));
+}
+
+// Same function as the loop below: stream_{i+1} = stream_i + f_i(norm_i(stream_i)), with the
+// add of f_i's output folded into norm_{i+1}'s kernel (fp32 stream, normalised output in the
+// matmul dtype). The final norm returns fp32 like norm_f.
+torch::Tensor LanguageModelImpl::hidden_states_fused(torch::Tensor x) {
+  const auto y_dtype = matmul_dtype(x);
+  torch::Tensor residual;  // undefined before the first layer: the kernel takes x as the stream
+  for (const auto& m : *layers) {
+    auto r = m->as<ResidualImpl>();
+    auto [y, stream] = kernels::rms_norm_residual(x, residual, r->norm->weight, r->norm->eps, y_dtype);
+    residual = stream;
+    x = r->mixer->forward(y);
+  }
+  return std::get<0>(kernels::rms_norm_residual(x, residual, norm_f->weight, norm_f->eps, torch::kFloat32));
+}
+
 torch::Tensor LanguageModelImpl::hidden_states(const torch::Tensor& tokens) {
   check(tokens.dim() == 2, "model input must be (batch, time) token ids, got ", tokens.sizes());
   auto x = embed(tokens);
+  if (fused_residual_path(x)) return hidden_states_fused(x);
   for (const auto& m : *layers) x = m->as<ResidualImpl>()->forward(x);
   return norm_f(x);
 }

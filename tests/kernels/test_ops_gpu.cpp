@@ -59,6 +59,47 @@ TEST(SelectiveScanGpu, LongSequenceMatchesReference) {
   for (size_t i = 0; i < g64.size(); ++i) EXPECT_LT(rel_err(g[i], g64[i]), 1e-3) << names[i];
 }
 
+// The Mamba layer's layouts (channels contiguous; B and C slices of one x_proj output), which
+// take the pipelined forward: channels not a multiple of the block, a length not a multiple of
+// the tile, both element types; outputs, final state and every gradient against fp64.
+TEST(SelectiveScanGpu, MambaLayoutsMatchReference) {
+  if (!have_cuda_kernels()) GTEST_SKIP() << "no CUDA";
+  const int64_t batch = 2, E = 200, N = 16, L = 1000, R = 8;
+  for (auto dtype : {torch::kBFloat16, torch::kFloat32}) {
+    torch::manual_seed(6);
+    auto o64 = torch::TensorOptions().dtype(torch::kFloat64);
+    auto u = torch::randn({batch, L, E}, o64), delta = torch::randn({batch, L, E}, o64) * 0.5 - 1.0,
+         z = torch::randn({batch, L, E}, o64), x_dbl = torch::randn({batch, L, R + 2 * N}, o64);
+    auto A = -torch::rand({E, N}, o64) * 2.0 - 0.1, D = torch::randn({E}, o64), bias = torch::randn({E}, o64) * 0.3;
+    // Rounded to the activation type first, so the oracle sees the kernel's inputs.
+    for (auto* t : {&u, &delta, &z, &x_dbl}) *t = t->to(dtype).to(torch::kFloat64);
+    auto dev_act = [&](const torch::Tensor& t) { return t.to(torch::kCUDA, dtype); };
+    auto xd = dev_act(x_dbl);
+    Tensors in = {dev_act(u).transpose(1, 2),        dev_act(delta).transpose(1, 2),
+                  A.to(torch::kCUDA, torch::kFloat32), xd.narrow(2, R, N).transpose(1, 2),
+                  xd.narrow(2, R + N, N).transpose(1, 2), D.to(torch::kCUDA, torch::kFloat32),
+                  dev_act(z).transpose(1, 2),        bias.to(torch::kCUDA, torch::kFloat32)};
+    for (auto& t : in) t = t.detach().requires_grad_();
+    ASSERT_EQ(in[0].stride(1), 1);
+    ASSERT_EQ(in[3].stride(1), 1);
+    Tensors in64 = {u.transpose(1, 2), delta.transpose(1, 2), A, x_dbl.narrow(2, R, N).transpose(1, 2),
+                    x_dbl.narrow(2, R + N, N).transpose(1, 2), D, z.transpose(1, 2), bias};
+    for (auto& t : in64) t = t.detach().requires_grad_();
+    auto w = torch::randn({batch, E, L}, torch::kFloat64);
+    auto [y, h] = K::selective_scan_with_state(in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], true);
+    auto g = torch::autograd::grad({(y.to(torch::kFloat64) * w.to(torch::kCUDA)).sum()}, in);
+    auto [y64, h64] = K::selective_scan_reference(in64[0], in64[1], in64[2], in64[3], in64[4], in64[5], in64[6],
+                                                  in64[7], true);
+    auto g64 = torch::autograd::grad({(y64 * w).sum()}, in64);
+    const bool bf = dtype == torch::kBFloat16;
+    const std::string tag = bf ? "bf16 " : "fp32 ";
+    EXPECT_LT(rel_err(y, y64), bf ? 1e-2 : 1e-4) << tag << "y";
+    EXPECT_LT(rel_err(h, h64), bf ? 1e-3 : 1e-4) << tag << "last state";
+    const char* names[] = {"u", "delta", "A", "B", "C", "D", "z", "delta_bias"};
+    for (size_t i = 0; i < g64.size(); ++i) EXPECT_LT(rel_err(g[i], g64[i]), bf ? 2e-2 : 1e-3) << tag << names[i];
+  }
+}
+
 TEST(SelectiveScanGpu, DispatchPicksTheKernelAndStateMatches) {
   if (!have_cuda_kernels()) GTEST_SKIP() << "no CUDA";
   auto in = scan_on_gpu({2, 70, 16, 100, 1, 1}, torch::kBFloat16);

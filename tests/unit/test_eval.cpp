@@ -106,8 +106,10 @@ TEST_F(PrefixPerplexity, RankSumsAddUpToTheWhole) {
     auto r = samba::finalize_perplexity(reduced[i]);
     EXPECT_EQ(r.blocks, blocks);
     EXPECT_EQ(r.context, contexts[i]);
-    EXPECT_NEAR(r.loss, whole[i].loss, 1e-9);
-    EXPECT_NEAR(r.loss_se, whole[i].loss_se, 1e-9);
+    // The model runs in fp32 and each rank's batch has its own shape, so BLAS may block the
+    // matmuls differently (seen: 1.8e-9 on an AMD EPYC): equal to fp32 rounding, summed in fp64.
+    EXPECT_NEAR(r.loss, whole[i].loss, 1e-6 * std::abs(whole[i].loss));
+    EXPECT_NEAR(r.loss_se, whole[i].loss_se, 1e-6 * std::max(1.0, std::abs(whole[i].loss_se)));
   }
 }
 

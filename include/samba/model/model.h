@@ -57,6 +57,11 @@ class LanguageModelImpl : public torch::nn::Module {
   torch::nn::Linear lm_head{nullptr};  // null when tied to embed
 
  private:
+  // The stack through the fused RMSNorm + residual kernel (CUDA): the stream is carried as
+  // (residual, pending sublayer output) and each norm adds the pending output in the same pass.
+  bool fused_residual_path(const torch::Tensor& x);
+  torch::Tensor hidden_states_fused(torch::Tensor x);
+
   ModelConfig cfg_;
 };
 TORCH_MODULE(LanguageModel);

@@ -44,6 +44,9 @@ class SublayerImpl : public torch::nn::Module {
   // stream (same dtype as x). Default: x + forward(norm(x)).
   virtual torch::Tensor residual_forward(const torch::Tensor& x, RMSNormImpl& norm);
   virtual torch::Tensor residual_step(const torch::Tensor& x, RMSNormImpl& norm, LayerState& state);
+  // True for layers that override residual_forward (their residual is not a plain add), which
+  // keeps the whole stack off the fused norm + residual path.
+  virtual bool owns_residual() const { return false; }
 
   // (Re)initialises every parameter per the scheme in `spec`.
   virtual void init_parameters(const InitSpec& spec) = 0;

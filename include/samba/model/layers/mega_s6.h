@@ -39,6 +39,7 @@ class MegaS6Impl : public SublayerImpl {
   // h and u computed from norm(x_raw). forward()/step() alone are refused.
   torch::Tensor forward(const torch::Tensor& x) override;
   torch::Tensor residual_forward(const torch::Tensor& x_raw, RMSNormImpl& norm) override;
+  bool owns_residual() const override { return true; }
   std::unique_ptr<LayerState> make_state(int64_t batch, const torch::TensorOptions& options) override;
   torch::Tensor step(const torch::Tensor& x, LayerState& state) override;
   torch::Tensor residual_step(const torch::Tensor& x_raw, RMSNormImpl& norm, LayerState& state) override;
