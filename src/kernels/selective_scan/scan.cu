@@ -82,24 +82,6 @@ __device__ void load_scan_tile(const ScanArgs& a, int b, int e0, int rows, int t
       [&](int n, int t, float v) { s_C[t * npad + n] = v; });
 }
 
-// One step of a thread's NT states: h = exp(dt A) h + dt u B, returning its part of C . h
-// (two partial sums, so the adds of consecutive states do not wait for each other). B and C
-// are pointers into shared memory or register arrays.
-template <int NT, typename BV, typename CV>
-__device__ __forceinline__ float scan_step(float (&h)[NT], const float (&A2)[NT], float dt, float dtu, const BV& Bt,
-                                           const CV& Ct) {
-  float y0 = 0.f, y1 = 0.f;
-#pragma unroll
-  for (int j = 0; j < NT; ++j) {
-    h[j] = fast_exp2(dt * A2[j]) * h[j] + dtu * Bt[j];
-    if (j % 2 == 0)
-      y0 += Ct[j] * h[j];
-    else
-      y1 += Ct[j] * h[j];
-  }
-  return y0 + y1;
-}
-
 template <typename T, int GB, int NT>
 __global__ void __launch_bounds__(kThreads) scan_fwd_kernel(ScanArgs a, MutView3 out, float* last_state,
                                                             float* chunk_states, Split sp) {
@@ -132,7 +114,18 @@ __global__ void __launch_bounds__(kThreads) scan_fwd_kernel(ScanArgs a, MutView3
   // do not wait for the state of step t).
   auto step = [&](int t) {
     const float dt = my_dt[t], dtu = dt * my_u[t];
-    my_y[t] = scan_step<NT>(h, A2, dt, dtu, s_B + t * sp.npad + n0, s_C + t * sp.npad + n0);
+    const float* Bt = s_B + t * sp.npad + n0;
+    const float* Ct = s_C + t * sp.npad + n0;
+    float y0 = 0.f, y1 = 0.f;
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+      h[j] = fast_exp2(dt * A2[j]) * h[j] + dtu * Bt[j];
+      if (j % 2 == 0)
+        y0 += Ct[j] * h[j];
+      else
+        y1 += Ct[j] * h[j];
+    }
+    my_y[t] = y0 + y1;
   };
   for (int t0 = 0; t0 < a.L; t0 += kFwdTile) {
     const int len = min(kFwdTile, a.L - t0);
@@ -359,9 +352,17 @@ __global__ void __launch_bounds__(kMaxThreads) scan_fwd_pipe_kernel(ScanArgs a, 
       float Bt[NT], Ct[NT];
       load8(st.B + t * a.N + n0, Bt);
       load8(st.C + t * a.N + n0, Ct);
-      const float y_part = scan_step<NT>(h, A2, dt, dtu, Bt, Ct);
+      float y0 = 0.f, y1 = 0.f;
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+        h[j] = fast_exp2(dt * A2[j]) * h[j] + dtu * Bt[j];
+        if (j % 2 == 0)
+          y0 += Ct[j] * h[j];
+        else
+          y1 += Ct[j] * h[j];
+      }
       if (want_y) {
-        const float y = group_sum(y_part, l.tpc);
+        const float y = group_sum(y0 + y1, l.tpc);
         if (g == 0) s_y[c * l.ld + t] = y;
       }
     };
