@@ -25,10 +25,7 @@ int main(int argc, char** argv) {
     const int64_t batch = argc > 2 ? std::atoll(argv[2]) : 8;
     if (argc > 3) cfg.seq_len = std::atoll(argv[3]);
     const int steps = argc > 4 ? std::atoi(argv[4]) : 10;
-    if (std::getenv("SAMBA_BENCH_DETERMINISTIC")) {  // what the recipe's `deterministic: true` sets
-      ::setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", 0);
-      at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/false);
-    }
+    if (std::getenv("SAMBA_BENCH_DETERMINISTIC")) samba::runtime::use_deterministic_algorithms();
     const torch::Device device = samba::runtime::pick_device("auto");
     const bool bf16 = device.is_cuda();
     torch::manual_seed(0);

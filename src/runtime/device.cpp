@@ -1,10 +1,12 @@
 #include "samba/runtime/device.h"
 
+#include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -31,6 +33,11 @@ torch::Device pick_device(const std::string& name) {
   }
   check(name == "auto", "device: '", name, "' is not one of auto, cuda, cpu");
   return have_cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+}
+
+void use_deterministic_algorithms() {
+  ::setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
+  at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/false);
 }
 
 torch::Device pick_device(const std::string& name, const LaunchEnv& env) {

@@ -73,11 +73,7 @@ Trainer::Trainer(const TrainConfig& cfg, const TrainOptions& options)
     : cfg_(cfg), options_(options), env_(runtime::detect_launch_env()), device_(runtime::pick_device(cfg.device, env_)) {
   const bool rank0 = env_.rank == 0;
   init_logging("", rank0 ? "info" : "warn");
-  if (cfg.deterministic) {
-    // cuBLAS picks reduction orders by workspace; a fixed one makes its results reproducible.
-    ::setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
-    at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/false);
-  }
+  if (cfg.deterministic) runtime::use_deterministic_algorithms();
   if (device_.is_cuda()) torch::cuda::manual_seed_all(cfg.seed);  // touches the device before NCCL
   runtime::CommOptions co;
   co.timeout = std::chrono::seconds(cfg.distributed.timeout_s);

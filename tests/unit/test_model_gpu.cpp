@@ -33,10 +33,6 @@ LossAndGrads run(samba::LanguageModel& model, const torch::Tensor& tokens, const
   return out;
 }
 
-double rel(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a - b).abs().max().item<double>() / std::max(b.abs().max().item<double>(), 1e-30);
-}
-
 TEST(ModelGpu, FusedNormResidualPathMatchesTheReferenceOps) {
   if (!torch::cuda::is_available() || !samba::kernels::built_with_cuda_kernels()) GTEST_SKIP() << "no CUDA kernels";
   auto cfg = samba::testing::tiny_config("M-*-", 64);
@@ -51,7 +47,7 @@ TEST(ModelGpu, FusedNormResidualPathMatchesTheReferenceOps) {
   EXPECT_EQ(ref.hidden_fn.find("RmsNormResidual"), std::string::npos) << ref.hidden_fn;
   EXPECT_LT(std::abs(fused.loss.item<double>() - ref.loss.item<double>()), 1e-5 * ref.loss.item<double>());
   ASSERT_EQ(fused.grads.size(), ref.grads.size());
-  for (size_t i = 0; i < ref.grads.size(); ++i) EXPECT_LT(rel(fused.grads[i], ref.grads[i]), 1e-3) << "parameter " << i;
+  for (size_t i = 0; i < ref.grads.size(); ++i) EXPECT_LT(samba::testing::rel_error(fused.grads[i], ref.grads[i]), 1e-3) << "parameter " << i;
 
   // bf16 autocast: the fused path's normalised outputs come out bf16; the loss stays within
   // bf16 noise of the fp32 reference.

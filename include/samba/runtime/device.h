@@ -18,6 +18,10 @@ torch::Device pick_device(const std::string& name);
 // device. A CPU run ignores the ranks.
 torch::Device pick_device(const std::string& name, const LaunchEnv& env);
 
+// libtorch's deterministic algorithms, and cuBLAS's fixed workspace (its reduction order
+// depends on the workspace otherwise): what a recipe's `deterministic: true` turns on.
+void use_deterministic_algorithms();
+
 // Enables bf16 autocast for CUDA while alive (no-op when `enabled` is false or on CPU);
 // clears the autocast cast cache on exit, as a training step must.
 class AutocastScope {
