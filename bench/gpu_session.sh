@@ -13,6 +13,7 @@ MODE=${1:-all}
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
 B=build-gpu
+BT=$B/bench/bench_train_step  # the step benchmark (bench/ subfolder of the build)
 export NCCL_NVLS_ENABLE=0
 
 build() {
@@ -115,7 +116,7 @@ bench() {
   python3 -c 'import torch;print(torch.cuda.get_device_name(0))'
   echo "| model | device | batch x seq | ms/step | tokens/s | MFU |"
   for m in ${BENCH_MODELS:-llama2-swa-438m samba-421m mamba-432m mamba-swa-mlp-400m}; do
-    $B/bench_train_step configs/models/$m.yaml ${BENCH_BATCH:-8} 4096 ${BENCH_STEPS:-6} 2>&1 | tail -1
+    $BT configs/models/$m.yaml ${BENCH_BATCH:-8} 4096 ${BENCH_STEPS:-6} 2>&1 | tail -1
   done | tee "$OUT/bench_train_step.log"
   if [ -f .anchor/anchor_llama_swa.py ]; then
     PYTHONUNBUFFERED=1 timeout 300 python3 .anchor/anchor_llama_swa.py 8 2>&1 | tail -6 | tee "$OUT/anchor.log"
@@ -148,7 +149,7 @@ kernels() {
 profile() {
   local m=${PROFILE_MODEL:-samba-421m}
   SAMBA_BENCH_PROFILE=1 timeout 400 ncu --profile-from-start off --clock-control none --metrics gpu__time_duration.sum \
-    --csv --print-units base $B/bench_train_step configs/models/$m.yaml 8 4096 1 >"$OUT/ncu_$m.csv" 2>"$OUT/ncu_$m.err"
+    --csv --print-units base $BT configs/models/$m.yaml 8 4096 1 >"$OUT/ncu_$m.csv" 2>"$OUT/ncu_$m.err"
   echo "ncu rc=$?"
   python3 - "$OUT/ncu_$m.csv" <<'PY' | tee "$OUT/profile_$m.md"
 import csv, sys, collections, re
@@ -158,12 +159,12 @@ tot = collections.Counter(); cnt = collections.Counter()
 for r in rows[1:]:
     try: v = float(r[vi].replace(",", ""))
     except ValueError: continue
-    name = re.sub(r"\(.*", "", r[ki])[:90]
+    name = re.sub(r"\(.*", "", r[ki])[:int(__import__("os").environ.get("NAME_CHARS", "90"))]
     tot[name] += v; cnt[name] += 1
 s = sum(tot.values())
 print(f"one step: {len(rows)-1} kernels, {s/1e6:.1f} ms of kernel time")
 print("| kernel | calls | ms | share |"); print("|---|---:|---:|---:|")
-for k, v in tot.most_common(30): print(f"| {k} | {cnt[k]} | {v/1e6:.2f} | {100*v/s:.1f}% |")
+for k, v in tot.most_common(int(__import__("os").environ.get("TOP", "30"))): print(f"| {k} | {cnt[k]} | {v/1e6:.2f} | {100*v/s:.1f}% |")
 PY
 }
 

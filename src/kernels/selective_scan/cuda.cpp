@@ -61,7 +61,7 @@ class SelectiveScanCudaFunction : public torch::autograd::Function<SelectiveScan
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& u_in, const torch::Tensor& delta_in,
                                const torch::Tensor& A_in, const torch::Tensor& B_in, const torch::Tensor& C_in,
                                const OptTensor& D_opt, const OptTensor& z_opt, const OptTensor& bias_opt,
-                               bool softplus) {
+                               bool softplus, bool save_states) {
     const c10::cuda::CUDAGuard guard(u_in.device());
     const auto dtype = u_in.scalar_type();
     const auto u = glue::unit_stride(u_in), delta = glue::as_input(delta_in, dtype),
@@ -75,10 +75,17 @@ class SelectiveScanCudaFunction : public torch::autograd::Function<SelectiveScan
     auto out = new_output({batch, L, E}, u.options()).permute({0, 2, 1});
     auto last = new_output({batch, E, N}, u.options().dtype(torch::kFloat32));
     const auto args = make_args(u, delta, A, B, C, D, z, bias, softplus);
-    glue::check_status(cuda::selective_scan_forward(args, glue::mut_view(out), last.data_ptr<float>(), nullptr,
-                                                    stream_of(u)),
+    // Training keeps the state at every chunk start (fp32, N / kScanChunk of u's elements):
+    // the backward then restarts each chunk from it instead of re-running the forward first.
+    torch::Tensor states;
+    if (save_states) {
+      const int64_t nchunks = (L + cuda::kScanChunk - 1) / cuda::kScanChunk;
+      states = new_output({batch, E, nchunks, N}, u.options().dtype(torch::kFloat32));
+    }
+    glue::check_status(cuda::selective_scan_forward(args, glue::mut_view(out), last.data_ptr<float>(),
+                                                    glue::f32_mut(states), stream_of(u)),
                        "selective_scan forward");
-    ctx->save_for_backward({u, delta, A, B, C, D, z, bias});
+    ctx->save_for_backward({u, delta, A, B, C, D, z, bias, states});
     ctx->saved_data["softplus"] = softplus;
     ctx->saved_data["dtypes"] = std::vector<int64_t>{
         static_cast<int64_t>(delta_in.scalar_type()), static_cast<int64_t>(A_in.scalar_type()),
@@ -92,7 +99,7 @@ class SelectiveScanCudaFunction : public torch::autograd::Function<SelectiveScan
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     auto saved = ctx->get_saved_variables();
     const auto &u = saved[0], &delta = saved[1], &A = saved[2], &B = saved[3], &C = saved[4], &D = saved[5],
-               &z = saved[6], &bias = saved[7];
+               &z = saved[6], &bias = saved[7], &states = saved[8];
     const c10::cuda::CUDAGuard guard(u.device());
     const bool softplus = ctx->saved_data["softplus"].toBool();
     const auto dtypes = ctx->saved_data["dtypes"].toIntVector();
@@ -100,6 +107,9 @@ class SelectiveScanCudaFunction : public torch::autograd::Function<SelectiveScan
     auto gout = grad_outputs[0];
     if (!gout.defined()) gout = torch::zeros_like(u);
     gout = glue::as_input(gout, dtype);
+    // The kernels read grad_out in the layout of u: channels contiguous when u is (the Mamba
+    // layer's), which the pipelined backward needs.
+    if (u.stride(1) == 1 && gout.stride(1) != 1) gout = gout.transpose(1, 2).contiguous().transpose(1, 2);
     const int64_t batch = u.size(0), E = u.size(1), L = u.size(2), N = A.size(1);
     // Gradients in the layout of their inputs (empty_like keeps a dense input's strides).
     auto like = [](const torch::Tensor& t) {
@@ -113,7 +123,8 @@ class SelectiveScanCudaFunction : public torch::autograd::Function<SelectiveScan
     auto gD = D.defined() ? new_output({E}, f32) : torch::Tensor();
     auto gbias = bias.defined() ? new_output({E}, f32) : torch::Tensor();
     const auto args = make_args(u, delta, A, B, C, D, z, bias, softplus);
-    auto workspace = torch::empty({static_cast<int64_t>(cuda::selective_scan_backward_workspace(args))}, f32);
+    auto workspace =
+        torch::empty({static_cast<int64_t>(cuda::selective_scan_backward_workspace(args, states.defined()))}, f32);
     cuda::ScanGrads g;
     g.u = glue::mut_view(gu);
     g.delta = glue::mut_view(gdelta);
@@ -123,8 +134,8 @@ class SelectiveScanCudaFunction : public torch::autograd::Function<SelectiveScan
     g.C = gC.data_ptr<float>();
     g.D = glue::f32_mut(gD);
     g.bias = glue::f32_mut(gbias);
-    glue::check_status(cuda::selective_scan_backward(args, glue::view(gout), g, workspace.data_ptr<float>(),
-                                                     stream_of(u)),
+    glue::check_status(cuda::selective_scan_backward(args, glue::view(gout), g, glue::f32_ptr(states),
+                                                     workspace.data_ptr<float>(), stream_of(u)),
                        "selective_scan backward");
     auto as = [](const torch::Tensor& t, int64_t dt) {
       return dt < 0 ? torch::Tensor() : t.to(static_cast<torch::ScalarType>(dt));
@@ -137,6 +148,7 @@ class SelectiveScanCudaFunction : public torch::autograd::Function<SelectiveScan
             as(gD, dtypes[4]),
             z.defined() ? as(gz, dtypes[5]) : torch::Tensor(),
             as(gbias, dtypes[6]),
+            torch::Tensor(),
             torch::Tensor()};
   }
 };
@@ -150,8 +162,12 @@ std::tuple<torch::Tensor, torch::Tensor> selective_scan_cuda(
   check_selective_scan_args(u, delta, A, B, C, D, z, delta_bias);
   check(selective_scan_cuda_supports(u, A), "selective_scan_cuda: needs CUDA fp32/bf16 u and N <= ",
         cuda::kScanMaxState, "; got ", u.scalar_type(), " on ", u.device(), ", N = ", A.size(1));
+  bool any_grad = false;
+  for (const auto* t : {&u, &delta, &A, &B, &C, &D, &z, &delta_bias})
+    any_grad = any_grad || (t->defined() && t->requires_grad());
+  const bool save_states = torch::GradMode::is_enabled() && any_grad;
   auto outs = SelectiveScanCudaFunction::apply(u, delta, A, B, C, wrap_optional(D), wrap_optional(z),
-                                               wrap_optional(delta_bias), delta_softplus);
+                                               wrap_optional(delta_bias), delta_softplus, save_states);
   return {outs[0], outs[1]};
 }
 

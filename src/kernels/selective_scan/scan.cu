@@ -416,6 +416,329 @@ struct BwdOut {
   float *part_D, *part_bias;  // (batch, E)
 };
 
+// ---- Backward, pipelined version for the same layouts (N = 16) ----------------------------
+// One block owns kBwdChannels channels of one batch row (kBwdTpc threads per channel, kBwdNT
+// states each) and walks the chunks from the last: while it works on chunk k, the copies of
+// chunk k-1 (u, delta, z, grad_out, B, C) are in flight (cp.async, two stages). Per chunk:
+//   1. a pass turns the raw tile into fp32 working rows: dt = softplus(delta + bias), u,
+//      gy = dLoss/d(y before the gate) = g * silu(z), zf = g * silu'(z); B and C as fp32;
+//   2. the chunk is recomputed from its saved state: y (for the z gradient, zf * y) and the
+//      state before every sub-chunk of kPipeSub steps (shared memory);
+//   3. each sub-chunk, from the last, is recomputed into registers (states and decays) and
+//      walked backwards; dB and dC of a step are summed over the warp's channels with
+//      shuffles (halving: each lane ends with one of the 32 sums), then over the block's warps
+//      in a fixed order into the block's slot of the partial buffers;
+//   4. the chunk's du, d delta and dz go out from the working rows (coalesced).
+// Every sum has a fixed order: bitwise deterministic, no atomics.
+namespace pipe {
+
+constexpr int kBwdNT = 4;                          // states per thread
+constexpr int kBwdState = 16;                      // the one state size this version takes
+constexpr int kBwdTpc = kBwdState / kBwdNT;        // threads per channel (4)
+constexpr int kBwdChannels = 32;                   // channels per block
+constexpr int kBwdThreads = kBwdChannels * kBwdTpc;  // 128
+constexpr int kBwdWarps = kBwdThreads / 32;
+constexpr int kChunk = kScanChunk;                 // steps per tile = the saved-state chunk
+constexpr int kPipeSub = 8;                        // steps recomputed into registers at once
+constexpr int kRowLd = kChunk + 1;                 // odd stride: channels of a warp hit different banks
+static_assert(kChunk % kPipeSub == 0 && kChunk <= 64, "sub-chunks must divide the chunk");
+static_assert(kBwdTpc == 4 && kBwdChannels % 8 == 0, "the dB/dC halving assumes 8 channels x 4 groups per warp");
+
+// Raw elements of one stage: u, delta, z, grad_out (kChunk x channels), B, C (kChunk x N).
+constexpr int kBwdStageElems = kChunk * (4 * kBwdChannels + 2 * kBwdState);
+constexpr int kBwdStages = 2;
+
+template <typename T>
+constexpr size_t bwd_smem_bytes() {
+  return static_cast<size_t>(kBwdStages) * kBwdStageElems * sizeof(T) +
+         sizeof(float) * (4 * kBwdChannels * kRowLd                  // dt, u, gy, zf rows
+                          + 2 * kChunk * kBwdState                   // B, C
+                          + (kChunk / kPipeSub) * kBwdNT * kBwdThreads  // sub-chunk states
+                          + kPipeSub * kBwdThreads);                 // per-warp dB/dC sums
+}
+
+template <typename T>
+bool bwd_eligible(const ScanArgs& a, const View3& gout, const ScanGrads& g) {
+  if (a.N != kBwdState) return false;
+  MutView3 none{};
+  if (!eligible<T>(a, none)) return false;
+  auto ok = [](const void* p, int64_t s_batch, int64_t s_row, int64_t s_time) {
+    return p == nullptr || (s_row == 1 && reinterpret_cast<uintptr_t>(p) % 16 == 0 &&
+                            (s_batch * static_cast<int64_t>(sizeof(T))) % 16 == 0 &&
+                            (s_time * static_cast<int64_t>(sizeof(T))) % 16 == 0);
+  };
+  return gout.data != nullptr && ok(gout.data, gout.s_batch, gout.s_row, gout.s_time) &&
+         ok(g.u.data, g.u.s_batch, g.u.s_row, g.u.s_time) && ok(g.delta.data, g.delta.s_batch, g.delta.s_row, g.delta.s_time) &&
+         ok(g.z.data, g.z.s_batch, g.z.s_row, g.z.s_time);
+}
+
+template <typename T>
+struct BwdStage {
+  T *u, *delta, *z, *g, *B, *C;
+};
+template <typename T>
+__device__ __forceinline__ BwdStage<T> bwd_stage_at(T* base, int k) {
+  T* p = base + static_cast<size_t>(k & 1) * kBwdStageElems;
+  BwdStage<T> s;
+  s.u = p;
+  s.delta = s.u + kChunk * kBwdChannels;
+  s.z = s.delta + kChunk * kBwdChannels;
+  s.g = s.z + kChunk * kBwdChannels;
+  s.B = s.g + kChunk * kBwdChannels;
+  s.C = s.B + kChunk * kBwdState;
+  return s;
+}
+
+// Copies of chunk k into its stage; past L and past E zero-filled (zero u and grad make a
+// padded channel's dB and dC contributions exactly zero).
+template <typename T>
+__device__ __forceinline__ void bwd_issue(const ScanArgs& a, const View3& gout, bool with_z, T* base, int b, int e0,
+                                          int k) {
+  constexpr int vec = 16 / sizeof(T);
+  constexpr int row_vecs = kBwdChannels / vec, bc_vecs = kBwdState / vec;
+  constexpr int per_t = 4 * row_vecs + 2 * bc_vecs;
+  const BwdStage<T> s = bwd_stage_at(base, k);
+  const int t0 = k * kChunk;
+  for (int i = threadIdx.x; i < kChunk * per_t; i += kBwdThreads) {
+    const int t = i / per_t, j = i - t * per_t;
+    const bool in_time = t0 + t < a.L;
+    const int64_t tt = in_time ? t0 + t : 0;
+    const View3* v;
+    T* dst;
+    int64_t col;
+    bool valid = in_time;
+    if (j < 4 * row_vecs) {
+      const int which = j / row_vecs, c = (j - which * row_vecs) * vec;
+      v = which == 0 ? &a.u : which == 1 ? &a.delta : which == 2 ? &a.z : &gout;
+      dst = (which == 0 ? s.u : which == 1 ? s.delta : which == 2 ? s.z : s.g) + t * kBwdChannels + c;
+      col = e0 + c;
+      valid = valid && e0 + c < a.E && (which != 2 || with_z);
+    } else {
+      const int jj = j - 4 * row_vecs, which = jj / bc_vecs, n = (jj - which * bc_vecs) * vec;
+      v = which == 0 ? &a.B : &a.C;
+      dst = (which == 0 ? s.B : s.C) + t * kBwdState + n;
+      col = n;
+    }
+    const T* src = static_cast<const T*>(v->data) + (valid ? b * v->s_batch + col + tt * v->s_time : 0);
+    cp_async16(dst, valid ? static_cast<const void*>(src) : a.u.data, valid);  // size 0: nothing read
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kBwdThreads, 4) scan_bwd_pipe_kernel(ScanArgs a, View3 gout, BwdOut o,
+                                                                       const float* chunk_states) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  constexpr int NT = kBwdNT;
+  T* stages = reinterpret_cast<T*>(smem_raw);
+  float* s_dt = reinterpret_cast<float*>(smem_raw + static_cast<size_t>(kBwdStages) * kBwdStageElems * sizeof(T));
+  float* s_u = s_dt + kBwdChannels * kRowLd;
+  float* s_gy = s_u + kBwdChannels * kRowLd;  // gy, then du
+  float* s_zf = s_gy + kBwdChannels * kRowLd; // zf, then dz
+  float* s_B = s_zf + kBwdChannels * kRowLd;  // [kChunk][N]
+  float* s_C = s_B + kChunk * kBwdState;
+  float* s_ck = s_C + kChunk * kBwdState;     // [sub][NT][threads]
+  float* s_xw = s_ck + (kChunk / kPipeSub) * NT * kBwdThreads;  // [step in sub][warp][lane]
+
+  const int b = blockIdx.y, e0 = blockIdx.x * kBwdChannels;
+  const int rows = min(kBwdChannels, a.E - e0);
+  const int c = threadIdx.x / kBwdTpc, g = threadIdx.x % kBwdTpc, n0 = g * NT;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int e = e0 + c;
+  const bool active = c < rows;
+  const bool with_z = a.z.data != nullptr;
+  float A[NT], A2[NT], gA[NT], gh[NT];
+#pragma unroll
+  for (int j = 0; j < NT; ++j) {
+    A[j] = active ? a.A[static_cast<int64_t>(e) * kBwdState + n0 + j] : 0.f;
+    A2[j] = A[j] * kLog2e;
+    gA[j] = 0.f;
+    gh[j] = 0.f;
+  }
+  const float Dv = (active && a.D) ? a.D[e] : 0.f;
+  float gD = 0.f, gbias = 0.f;
+  const int nchunks = num_chunks(a.L);
+  const int64_t part_base = static_cast<int64_t>(blockIdx.x * a.batch + b) * a.L;
+
+  bwd_issue<T>(a, gout, with_z, stages, b, e0, nchunks - 1);
+  cp_async_commit();
+  for (int k = nchunks - 1; k >= 0; --k) {
+    const int t0 = k * kChunk, len = min(kChunk, a.L - t0);
+    __syncthreads();  // the previous chunk is done with the working rows and with stage (k-1) & 1
+    if (k > 0) bwd_issue<T>(a, gout, with_z, stages, b, e0, k - 1);
+    cp_async_commit();
+    cp_async_wait_all_but_one();
+    __syncthreads();  // chunk k landed for every thread
+    {
+      const BwdStage<T> st = bwd_stage_at(stages, k);
+      for (int i = threadIdx.x; i < kChunk * kBwdChannels; i += kBwdThreads) {
+        const int t = i / kBwdChannels, cc = i % kBwdChannels;
+        const float x = to_float(st.delta[i]) + (a.bias && e0 + cc < a.E ? a.bias[e0 + cc] : 0.f);
+        const float gv = to_float(st.g[i]);
+        float gy = gv, zf = 0.f;
+        if (with_z) {
+          const float zv = to_float(st.z[i]), sg = sigmoid(zv);
+          gy = gv * zv * sg;
+          zf = gv * sg * (1.f + zv * (1.f - sg));
+        }
+        s_dt[cc * kRowLd + t] = a.softplus ? softplus(x) : x;
+        s_u[cc * kRowLd + t] = to_float(st.u[i]);
+        s_gy[cc * kRowLd + t] = gy;
+        s_zf[cc * kRowLd + t] = zf;
+      }
+      for (int i = threadIdx.x; i < kChunk * kBwdState; i += kBwdThreads) {
+        s_B[i] = to_float(st.B[i]);
+        s_C[i] = to_float(st.C[i]);
+      }
+    }
+    float h[NT];
+    {
+      const float* src = chunk_states + ((static_cast<int64_t>(b) * a.E + (active ? e : e0)) * nchunks + k) * kBwdState + n0;
+#pragma unroll
+      for (int j = 0; j < NT; ++j) h[j] = active ? src[j] : 0.f;
+    }
+    __syncthreads();
+
+    // 2. Recompute the chunk: the state before each sub-chunk, and y for the z gradient.
+    const float* my_dt = s_dt + c * kRowLd;
+    const float* my_u = s_u + c * kRowLd;
+#pragma unroll 4
+    for (int t = 0; t < len; ++t) {
+      if (t % kPipeSub == 0) {
+#pragma unroll
+        for (int j = 0; j < NT; ++j) s_ck[((t / kPipeSub) * NT + j) * kBwdThreads + threadIdx.x] = h[j];
+      }
+      const float dt = my_dt[t], uu = my_u[t], dtu = dt * uu;
+      const float4 Bt = *reinterpret_cast<const float4*>(s_B + t * kBwdState + n0);
+      const float4 Ct = *reinterpret_cast<const float4*>(s_C + t * kBwdState + n0);
+      const float Bv[NT] = {Bt.x, Bt.y, Bt.z, Bt.w}, Cv[NT] = {Ct.x, Ct.y, Ct.z, Ct.w};
+      float y = 0.f;
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+        h[j] = fast_exp2(dt * A2[j]) * h[j] + dtu * Bv[j];
+        y += Cv[j] * h[j];
+      }
+      if (with_z) {
+        y += __shfl_xor_sync(0xffffffffu, y, 1);
+        y += __shfl_xor_sync(0xffffffffu, y, 2);
+        __syncwarp();
+        if (g == 0) s_zf[c * kRowLd + t] *= y + Dv * uu;
+      }
+    }
+    __syncthreads();
+
+    // 3. Sub-chunks from the last, walked backwards.
+    const int nsub = (len + kPipeSub - 1) / kPipeSub;
+    for (int s = nsub - 1; s >= 0; --s) {
+      const int ts = s * kPipeSub;
+      float hb[NT], hs[kPipeSub][NT], dec[kPipeSub][NT];
+#pragma unroll
+      for (int j = 0; j < NT; ++j) hb[j] = s_ck[(s * NT + j) * kBwdThreads + threadIdx.x];
+      {
+        float hc[NT];
+#pragma unroll
+        for (int j = 0; j < NT; ++j) hc[j] = hb[j];
+#pragma unroll
+        for (int i = 0; i < kPipeSub; ++i) {
+          const int t = min(ts + i, len - 1);  // steps past len are computed and never used
+          const float dt = my_dt[t], dtu = dt * my_u[t];
+          const float4 Bt = *reinterpret_cast<const float4*>(s_B + t * kBwdState + n0);
+          const float Bv[NT] = {Bt.x, Bt.y, Bt.z, Bt.w};
+#pragma unroll
+          for (int j = 0; j < NT; ++j) {
+            dec[i][j] = fast_exp2(dt * A2[j]);
+            hc[j] = dec[i][j] * hc[j] + dtu * Bv[j];
+            hs[i][j] = hc[j];
+          }
+        }
+      }
+#pragma unroll
+      for (int i = kPipeSub - 1; i >= 0; --i) {
+        const int t = ts + i;
+        if (t >= len) continue;  // uniform across the block
+        const float gy = s_gy[c * kRowLd + t], dt = my_dt[t], uu = my_u[t], dtu = dt * uu;
+        const float4 Bt = *reinterpret_cast<const float4*>(s_B + t * kBwdState + n0);
+        const float4 Ct = *reinterpret_cast<const float4*>(s_C + t * kBwdState + n0);
+        const float Bv[NT] = {Bt.x, Bt.y, Bt.z, Bt.w}, Cv[NT] = {Ct.x, Ct.y, Ct.z, Ct.w};
+        float sA = 0.f, sB = 0.f, x[2 * NT];  // x: this channel's dB (0..3) and dC (4..7)
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+          gh[j] += gy * Cv[j];
+          x[NT + j] = gy * hs[i][j];
+          const float hp = i > 0 ? hs[i > 0 ? i - 1 : 0][j] : hb[j];
+          const float ghd = gh[j] * dec[i][j];
+          const float ge = ghd * hp;  // dLoss/d(dt * A)
+          gA[j] += ge * dt;
+          sA += ge * A[j];
+          sB += gh[j] * Bv[j];
+          x[j] = gh[j] * dtu;
+          gh[j] = ghd;
+        }
+        // Sum over the warp's 8 channels (lane bits 2..4), halving: at each level a lane keeps
+        // half of its values and adds its partner's copy of that half.
+#pragma unroll
+        for (int level = 0; level < 3; ++level) {
+          const int mask = 16 >> level, half = NT >> level;  // 4, 2, 1 pairs
+          const bool upper = (lane & mask) != 0;
+#pragma unroll
+          for (int q = 0; q < half; ++q) {
+            const float send = upper ? x[q] : x[q + half];
+            const float keep = upper ? x[q + half] : x[q];
+            x[q] = keep + __shfl_xor_sync(0xffffffffu, send, mask);
+          }
+        }
+        s_xw[(i * kBwdWarps + warp) * 32 + lane] = x[0];
+        sA += __shfl_xor_sync(0xffffffffu, sA, 1);
+        sB += __shfl_xor_sync(0xffffffffu, sB, 1);
+        sA += __shfl_xor_sync(0xffffffffu, sA, 2);
+        sB += __shfl_xor_sync(0xffffffffu, sB, 2);
+        __syncwarp();  // the channel's lanes have read gy and dt before lane 0 overwrites them
+        if (g == 0) {
+          const float gdt = sA + sB * uu;
+          // softplus'(x) = sigmoid(x) = 1 - exp(-softplus(x)), from dt itself.
+          const float gpre = a.softplus ? gdt * one_minus_exp_neg(dt) : gdt;
+          s_dt[c * kRowLd + t] = gpre;
+          s_gy[c * kRowLd + t] = sB * dt + gy * Dv;
+          gD += gy * uu;
+          gbias += gpre;
+        }
+      }
+      __syncthreads();
+      // dB, dC of this sub-chunk: the warps' sums in warp order.
+      for (int p = threadIdx.x; p < kPipeSub * 32; p += kBwdThreads) {
+        const int i = p / 32, ln = p % 32, t = ts + i;
+        if (t < len) {
+          float sum = 0.f;
+#pragma unroll
+          for (int w = 0; w < kBwdWarps; ++w) sum += s_xw[(i * kBwdWarps + w) * 32 + ln];
+          const int v = (ln >> 2) & 7, n = 4 * (ln & 3) + (v & 3);
+          float* dst = (v >> 2) == 0 ? o.part_B : o.part_C;
+          dst[(part_base + t0 + t) * kBwdState + n] = sum;
+        }
+      }
+      __syncthreads();
+    }
+
+    // 4. This chunk's du, d delta and dz.
+    for (int i = threadIdx.x; i < len * kBwdChannels; i += kBwdThreads) {
+      const int t = i / kBwdChannels, cc = i % kBwdChannels;
+      if (cc >= rows) continue;
+      store<T>(o.u, b, e0 + cc, t0 + t, s_gy[cc * kRowLd + t]);
+      store<T>(o.delta, b, e0 + cc, t0 + t, s_dt[cc * kRowLd + t]);
+      if (o.z.data) store<T>(o.z, b, e0 + cc, t0 + t, s_zf[cc * kRowLd + t]);
+    }
+  }
+  if (active) {
+#pragma unroll
+    for (int j = 0; j < NT; ++j) o.part_A[(static_cast<int64_t>(b) * a.E + e) * kBwdState + n0 + j] = gA[j];
+    if (g == 0) {
+      o.part_D[static_cast<int64_t>(b) * a.E + e] = gD;
+      o.part_bias[static_cast<int64_t>(b) * a.E + e] = gbias;
+    }
+  }
+}
+
+}  // namespace pipe
+
 template <typename T, int GB>
 __global__ void __launch_bounds__(kThreads) scan_bwd_kernel(ScanArgs a, View3 gout, BwdOut o,
                                                             const float* chunk_states, Split sp) {
@@ -674,10 +997,11 @@ Status launch_forward(const ScanArgs& a, MutView3 out, float* last_state, float*
 }
 
 struct Workspace {
-  float *chunk_states, *part_B, *part_C, *part_A, *part_D, *part_bias;
+  float* chunk_states;  // null when the caller passes the forward's
+  float *part_B, *part_C, *part_A, *part_D, *part_bias;
   size_t total;
 };
-Workspace carve(const ScanArgs& a, float* base) {
+Workspace carve(const ScanArgs& a, float* base, bool states_given) {
   const Split sp = bwd_split(a.N);
   const int64_t groups = (a.E + sp.cpb - 1) / sp.cpb;
   const int64_t n_states = static_cast<int64_t>(a.batch) * a.E * num_chunks(a.L) * a.N;
@@ -690,7 +1014,7 @@ Workspace carve(const ScanArgs& a, float* base) {
     used += n;
     return r;
   };
-  w.chunk_states = take(n_states);
+  w.chunk_states = states_given ? nullptr : take(n_states);
   w.part_B = take(n_part);
   w.part_C = take(n_part);
   w.part_A = take(n_A);
@@ -700,20 +1024,42 @@ Workspace carve(const ScanArgs& a, float* base) {
   return w;
 }
 
+Status sum_partials(const ScanArgs& a, const ScanGrads& g, const Workspace& w, int groups, cudaStream_t stream);
+
 template <typename T, int GB>
-Status launch_backward_gb(const ScanArgs& a, View3 gout, const ScanGrads& g, float* workspace, cudaStream_t stream) {
-  const Workspace w = carve(a, workspace);
-  if (Status s = launch_forward<T>(a, MutView3{}, nullptr, w.chunk_states, stream)) return s;
+Status launch_backward_gb(const ScanArgs& a, View3 gout, const ScanGrads& g, const float* given_states,
+                          float* workspace, cudaStream_t stream) {
+  const Workspace w = carve(a, workspace, given_states != nullptr);
+  const float* states = given_states;
+  if (!states) {
+    if (Status s = launch_forward<T>(a, MutView3{}, nullptr, w.chunk_states, stream)) return s;
+    states = w.chunk_states;
+  }
   const Split sp = bwd_split(a.N);
   const int groups = (a.E + sp.cpb - 1) / sp.cpb;
   const dim3 grid(groups, a.batch);
+  const BwdOut o{g.u, g.delta, g.z, w.part_B, w.part_C, w.part_A, w.part_D, w.part_bias};
+  if (use_pipeline() && pipe::bwd_eligible<T>(a, gout, g)) {
+    static_assert(pipe::kBwdChannels == 32, "the partial buffers are carved for bwd_split's 32 channels per block");
+    constexpr size_t psmem = pipe::bwd_smem_bytes<T>();
+    const cudaError_t perr = cudaFuncSetAttribute(pipe::scan_bwd_pipe_kernel<T>,
+                                                  cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(psmem));
+    if (perr != cudaSuccess) return cudaGetErrorString(perr);
+    pipe::scan_bwd_pipe_kernel<T><<<grid, pipe::kBwdThreads, psmem, stream>>>(a, gout, o, states);
+    if (Status s = launch_status()) return s;
+    return sum_partials(a, g, w, groups, stream);
+  }
   const size_t smem = bwd_smem(sp);
   const cudaError_t err =
       cudaFuncSetAttribute(scan_bwd_kernel<T, GB>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
   if (err != cudaSuccess) return cudaGetErrorString(err);
-  const BwdOut o{g.u, g.delta, g.z, w.part_B, w.part_C, w.part_A, w.part_D, w.part_bias};
-  scan_bwd_kernel<T, GB><<<grid, sp.threads, smem, stream>>>(a, gout, o, w.chunk_states, sp);
+  scan_bwd_kernel<T, GB><<<grid, sp.threads, smem, stream>>>(a, gout, o, states, sp);
   if (Status s = launch_status()) return s;
+  return sum_partials(a, g, w, groups, stream);
+}
+
+// The partial sums of both backward versions, in a fixed order.
+Status sum_partials(const ScanArgs& a, const ScanGrads& g, const Workspace& w, int groups, cudaStream_t stream) {
   const int64_t bln = static_cast<int64_t>(a.batch) * a.L * a.N;
   if (Status s = sum_slices(w.part_B, groups, bln, g.B, stream)) return s;
   if (Status s = sum_slices(w.part_C, groups, bln, g.C, stream)) return s;
@@ -726,9 +1072,10 @@ Status launch_backward_gb(const ScanArgs& a, View3 gout, const ScanGrads& g, flo
 }
 
 template <typename T>
-Status launch_backward(const ScanArgs& a, View3 gout, const ScanGrads& g, float* workspace, cudaStream_t stream) {
-  return load_batch() == 1 ? launch_backward_gb<T, 1>(a, gout, g, workspace, stream)
-                           : launch_backward_gb<T, kLoadBatch>(a, gout, g, workspace, stream);
+Status launch_backward(const ScanArgs& a, View3 gout, const ScanGrads& g, const float* states, float* workspace,
+                       cudaStream_t stream) {
+  return load_batch() == 1 ? launch_backward_gb<T, 1>(a, gout, g, states, workspace, stream)
+                           : launch_backward_gb<T, kLoadBatch>(a, gout, g, states, workspace, stream);
 }
 
 Status check_args(const ScanArgs& a) {
@@ -747,13 +1094,16 @@ Status selective_scan_forward(const ScanArgs& a, MutView3 out, float* last_state
                                        : launch_forward<float>(a, out, last_state, chunk_states, st);
 }
 
-size_t selective_scan_backward_workspace(const ScanArgs& a) { return carve(a, nullptr).total; }
+size_t selective_scan_backward_workspace(const ScanArgs& a, bool states_given) {
+  return carve(a, nullptr, states_given).total;
+}
 
-Status selective_scan_backward(const ScanArgs& a, View3 grad_out, const ScanGrads& g, float* workspace, void* stream) {
+Status selective_scan_backward(const ScanArgs& a, View3 grad_out, const ScanGrads& g, const float* chunk_states,
+                               float* workspace, void* stream) {
   if (Status s = check_args(a)) return s;
   auto st = static_cast<cudaStream_t>(stream);
-  return a.type == ElemType::kBFloat16 ? launch_backward<__nv_bfloat16>(a, grad_out, g, workspace, st)
-                                       : launch_backward<float>(a, grad_out, g, workspace, st);
+  return a.type == ElemType::kBFloat16 ? launch_backward<__nv_bfloat16>(a, grad_out, g, chunk_states, workspace, st)
+                                       : launch_backward<float>(a, grad_out, g, chunk_states, workspace, st);
 }
 
 }  // namespace samba::kernels::cuda

@@ -41,11 +41,16 @@ struct ScanGrads {
   float* bias = nullptr; // (E) or null
 };
 
-// fp32 scratch the backward needs, in floats.
-size_t selective_scan_backward_workspace(const ScanArgs& a);
+// fp32 scratch the backward needs, in floats; with states_given, the caller passes the chunk
+// states the forward saved and the workspace leaves them out.
+size_t selective_scan_backward_workspace(const ScanArgs& a, bool states_given);
 
+// chunk_states: what the forward wrote (training saves them: (batch, E, ceil(L / kScanChunk),
+// N) fp32, half the size of a bf16 u), or null: the backward then recomputes them first with a
+// states-only forward into the workspace.
 // Deterministic: every sum is taken in a fixed order (per-block partial buffers reduced by a
 // second kernel), no atomics.
-Status selective_scan_backward(const ScanArgs& a, View3 grad_out, const ScanGrads& g, float* workspace, void* stream);
+Status selective_scan_backward(const ScanArgs& a, View3 grad_out, const ScanGrads& g, const float* chunk_states,
+                               float* workspace, void* stream);
 
 }  // namespace samba::kernels::cuda
