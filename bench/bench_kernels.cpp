@@ -15,7 +15,9 @@
 #include <vector>
 
 #include "samba/kernels/causal_conv1d.h"
+#include "samba/kernels/rope.h"
 #include "samba/kernels/selective_scan.h"
+#include "samba/kernels/swiglu.h"
 
 namespace {
 
@@ -119,6 +121,50 @@ int main(int argc, char** argv) {
       torch::autograd::grad({y}, {x, w, b}, {go});
     });
     row("causal_conv1d", "fwd+bwd", both, 5 * el * esz, 2 * el);
+  }
+  {
+    // RoPE as the attention layer calls it: q and k after the reshape, 12 heads of 128.
+    const int64_t H = 12, Dh = 128;
+    auto q = torch::randn({batch, L, H, Dh}, a).requires_grad_();
+    auto k = torch::randn({batch, L, H, Dh}, a).requires_grad_();
+    auto o64 = torch::TensorOptions().dtype(torch::kFloat64);
+    auto angles = torch::outer(torch::arange(L, o64), torch::pow(10000.0, -torch::arange(0, Dh, 2, o64) / Dh));
+    angles = torch::cat({angles, angles}, -1);
+    auto cos = angles.cos().to(f), sin = angles.sin().to(f);
+    auto go = torch::randn({batch, L, H, Dh}, a);
+    const double x_el = static_cast<double>(batch * L * H * Dh), table = 2.0 * L * Dh / 2 * 4;
+    const double fwd = median_ms(dev, reps, [&] {
+      torch::NoGradGuard ng;
+      K::rope(q, cos, sin, 0);
+    });
+    row("rope", "fwd", fwd, 2 * x_el * esz + table, 0);
+    const double both = median_ms(dev, reps, [&] {
+      auto y = K::rope(q, cos, sin, 0);
+      torch::autograd::grad({y}, {q}, {go});
+    });
+    row("rope", "fwd+bwd", both, 4 * x_el * esz + 2 * table, 0);
+    const double qk = median_ms(dev, reps, [&] {
+      torch::NoGradGuard ng;
+      K::rope_qk(q, k, cos, sin, 0);
+    });
+    row("rope_qk", "fwd", qk, 4 * x_el * esz + table, 0);
+  }
+  {
+    const double n = static_cast<double>(batch * L) * 4096;
+    auto gate = torch::randn({batch * L, 4096}, a).requires_grad_();
+    auto up = torch::randn({batch * L, 4096}, a).requires_grad_();
+    auto go = torch::randn({batch * L, 4096}, a);
+    const double fwd = median_ms(dev, reps, [&] {
+      torch::NoGradGuard ng;
+      K::swiglu(gate, up);
+    });
+    row("swiglu", "fwd", fwd, 3 * n * esz, n);
+    // Backward reads grad, gate, up and writes both gradients.
+    const double both = median_ms(dev, reps, [&] {
+      auto y = K::swiglu(gate, up);
+      torch::autograd::grad({y}, {gate, up}, {go});
+    });
+    row("swiglu", "fwd+bwd", both, 8 * n * esz, 2 * n);
   }
   return 0;
 }

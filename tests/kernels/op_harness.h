@@ -23,7 +23,9 @@
 #include "samba/kernels/common.h"
 #include "samba/kernels/linear_cross_entropy.h"
 #include "samba/kernels/rms_norm.h"
+#include "samba/kernels/rope.h"
 #include "samba/kernels/selective_scan.h"
+#include "samba/kernels/swiglu.h"
 
 namespace samba::testing::ops {
 
@@ -116,6 +118,44 @@ inline Tensors lce_inputs(const Shape& s) {
   return t;
 }
 
+// cos, sin (rows, D) of the rotate-half convention (base 10000), fp64.
+inline Tensors rope_tables(int64_t rows, int64_t D) {
+  auto o = torch::TensorOptions().dtype(torch::kFloat64);
+  auto inv_freq = torch::pow(10000.0, -torch::arange(0, D, 2, o) / static_cast<double>(D));
+  auto angles = torch::outer(torch::arange(rows, o), inv_freq);
+  angles = torch::cat({angles, angles}, -1);
+  return {angles.cos(), angles.sin()};
+}
+
+inline Tensors rope_inputs(const Shape& s) {
+  // {batch, T, H, D, offset}; the tables cover a few positions more than needed
+  auto t = rope_tables(s[4] + s[1] + 3, s[3]);
+  return {torch::randn({s[0], s[1], s[2], s[3]}, torch::kFloat64), t[0], t[1]};
+}
+
+inline Tensors rope_qk_inputs(const Shape& s) {
+  // {batch, T, Hq, Hk, D, offset}
+  auto t = rope_tables(s[5] + s[1], s[4]);
+  auto o = torch::TensorOptions().dtype(torch::kFloat64);
+  return {torch::randn({s[0], s[1], s[2], s[4]}, o), torch::randn({s[0], s[1], s[3], s[4]}, o), t[0], t[1]};
+}
+
+inline Tensors swiglu_inputs(const Shape& s) {
+  // {batch, T, hidden}; gate spread over silu's curved part and both tails
+  auto o = torch::TensorOptions().dtype(torch::kFloat64);
+  return {torch::randn({s[0], s[1], s[2]}, o) * 3.0, torch::randn({s[0], s[1], s[2]}, o)};
+}
+
+// A view of t with a different memory layout (same values, still differentiable): heads
+// interleaved with a copy (strided heads, as q in a fused qkv projection), or the data one
+// element past an aligned address (the kernels' unaligned paths).
+inline torch::Tensor strided_heads(const torch::Tensor& t) {
+  return torch::cat({t, t}, 2).narrow(2, t.size(2), t.size(2));
+}
+inline torch::Tensor misaligned(const torch::Tensor& t) {
+  return torch::cat({t.new_zeros({1}), t.flatten()}).narrow(0, 1, t.numel()).view(t.sizes());
+}
+
 inline std::vector<OpCase> op_table() {
   namespace K = samba::kernels;
   std::vector<OpCase> table;
@@ -203,6 +243,66 @@ inline std::vector<OpCase> op_table() {
     };
     c.backends = {{"fused", torch::kCPU, low, fused}, {"fused", torch::kCUDA, low, fused}};
     c.tolerance = {{torch::kFloat32, {1e-5, 1e-5}}, {torch::kBFloat16, {1e-2, 2e-2}}};
+    table.push_back(c);
+  }
+  {
+    OpCase c;
+    c.op = "rope";
+    // Odd shapes: batch 1, T not a multiple of anything, half head dims that are not a
+    // multiple of a 16-byte pack (3, 20 for bf16), the smallest head (2), offsets > 0.
+    c.shapes = {{1, 1, 1, 2, 0}, {2, 37, 3, 128, 5}, {1, 13, 4, 6, 1000}, {2, 9, 5, 40, 3}, {3, 5, 2, 64, 0}};
+    c.make_inputs = rope_inputs;
+    c.is_activation = {true, false, false};  // the tables are fp32 (fp64 for fp64 x)
+    c.needs_grad = {true, false, false};
+    auto bind = [](auto fn, auto layout) {
+      return [fn, layout](const Tensors& t, const Shape& s) { return Tensors{fn(layout(t[0]), t[1], t[2], s[4])}; };
+    };
+    auto as_is = [](const torch::Tensor& t) { return t; };
+    c.oracle = bind(&K::rope_reference, as_is);
+    c.backends = {{"reference", torch::kCPU, low, bind(&K::rope_reference, as_is)},
+                  {"cuda", torch::kCUDA, low, bind(&K::rope_cuda, as_is)},
+                  {"cuda_strided", torch::kCUDA, low, bind(&K::rope_cuda, strided_heads)}};
+    c.tolerance = {{torch::kFloat64, {1e-12, 1e-12}}, {torch::kFloat32, {1e-5, 1e-5}}, {torch::kBFloat16, {1e-2, 1e-2}}};
+    table.push_back(c);
+  }
+  {
+    OpCase c;
+    c.op = "rope_qk";
+    c.shapes = {{1, 1, 1, 1, 2, 0}, {2, 37, 6, 2, 128, 7}, {1, 19, 3, 1, 40, 1000}, {3, 4, 2, 2, 6, 1}};
+    c.make_inputs = rope_qk_inputs;
+    c.is_activation = {true, true, false, false};
+    c.needs_grad = {true, true, false, false};
+    c.differentiable_outputs = 2;
+    auto bind = [](auto fn) {
+      return [fn](const Tensors& t, const Shape& s) {
+        auto [q, k] = fn(t[0], t[1], t[2], t[3], s[5]);
+        return Tensors{q, k};
+      };
+    };
+    c.oracle = bind(&K::rope_qk_reference);
+    c.backends = {{"reference", torch::kCPU, low, bind(&K::rope_qk_reference)},
+                  {"cuda", torch::kCUDA, low, bind(&K::rope_qk_cuda)}};
+    c.tolerance = {{torch::kFloat64, {1e-12, 1e-12}}, {torch::kFloat32, {1e-5, 1e-5}}, {torch::kBFloat16, {1e-2, 1e-2}}};
+    table.push_back(c);
+  }
+  {
+    OpCase c;
+    c.op = "swiglu";
+    // hidden 37 and 1000: rows that break the 16-byte packs (and 37 * 3 leaves a tail).
+    c.shapes = {{1, 1, 37}, {2, 33, 1000}, {1, 3, 1}, {3, 37, 37}, {1, 4, 4096}};
+    c.make_inputs = swiglu_inputs;
+    c.is_activation = {true, true};
+    c.needs_grad = {true, true};
+    auto bind = [](auto fn, auto layout) {
+      return [fn, layout](const Tensors& t, const Shape&) { return Tensors{fn(layout(t[0]), layout(t[1]))}; };
+    };
+    auto as_is = [](const torch::Tensor& t) { return t; };
+    c.oracle = bind(&K::swiglu_reference, as_is);
+    c.backends = {{"reference", torch::kCPU, low, bind(&K::swiglu_reference, as_is)},
+                  {"cuda", torch::kCUDA, low, bind(&K::swiglu_cuda, as_is)},
+                  {"cuda_misaligned", torch::kCUDA, low, bind(&K::swiglu_cuda, misaligned)}};
+    // bf16 reference backend: torch rounds silu(gate) to bf16 before the product.
+    c.tolerance = {{torch::kFloat64, {1e-12, 1e-12}}, {torch::kFloat32, {1e-5, 1e-5}}, {torch::kBFloat16, {1e-2, 2e-2}}};
     table.push_back(c);
   }
   return table;

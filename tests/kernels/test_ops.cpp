@@ -69,3 +69,31 @@ TEST(LinearCrossEntropy, ModelLossEqualsCrossEntropyOfLogits) {
 }
 
 }  // namespace
+
+#include "samba/model/layers/mlp.h"
+#include "samba/model/layers/rope.h"
+
+namespace {
+
+// The model's RoPE goes through kernels::rope / rope_qk: same values as the definition.
+TEST(RopeWiring, ApplyAndApplyQkMatchTheReference) {
+  torch::manual_seed(12);
+  samba::RotaryEmbedding rope(10, 500.0);
+  auto q = torch::randn({2, 7, 3, 10}), k = torch::randn({2, 7, 1, 10});
+  auto [cos, sin] = rope.cos_sin(20, torch::kCPU, torch::kFloat64);
+  auto [yq, yk] = rope.apply_qk(q, k, 13);
+  EXPECT_LT(rel_err(yq, samba::kernels::rope_reference(q.to(torch::kFloat64), cos, sin, 13)), 1e-6);
+  EXPECT_LT(rel_err(yk, samba::kernels::rope_reference(k.to(torch::kFloat64), cos, sin, 13)), 1e-6);
+  EXPECT_TRUE(torch::equal(rope.apply(q, 13), yq));
+  EXPECT_EQ(yq.scalar_type(), torch::kFloat32);
+}
+
+TEST(SwiGLUWiring, LayerIsDownOfSiluGateTimesUp) {
+  torch::manual_seed(13);
+  samba::SwiGLU mlp(12, 37);
+  auto x = torch::randn({2, 5, 12});
+  auto want = mlp->down(torch::silu(mlp->gate(x)) * mlp->up(x));
+  EXPECT_LT(rel_err(mlp->forward(x), want), 1e-6);
+}
+
+}  // namespace

@@ -131,4 +131,49 @@ TEST(CausalConv1dGpu, BackwardIsBitwiseDeterministicAndStateMatches) {
   EXPECT_TRUE(torch::equal(state, x.detach().narrow(2, 774, 3)));
 }
 
+// The dispatch takes the kernels on CUDA and the reference under the switch.
+TEST(RopeSwiGLUGpu, DispatchPicksTheKernelsAndHonoursTheReferenceSwitch) {
+  if (!have_cuda_kernels()) GTEST_SKIP() << "no CUDA";
+  auto t = rope_tables(40, 64);
+  const auto cos = t[0].to(torch::kCUDA, torch::kFloat32), sin = t[1].to(torch::kCUDA, torch::kFloat32);
+  auto q = torch::randn({2, 30, 4, 64}, torch::kCUDA).to(torch::kBFloat16).requires_grad_();
+  auto k = torch::randn({2, 30, 2, 64}, torch::kCUDA).to(torch::kBFloat16).requires_grad_();
+  auto gate = torch::randn({3, 1000}, torch::kCUDA).to(torch::kBFloat16).requires_grad_();
+  auto up = torch::randn({3, 1000}, torch::kCUDA).to(torch::kBFloat16).requires_grad_();
+  auto names = [&] {
+    return std::vector<std::string>{K::rope(q, cos, sin, 3).grad_fn()->name(),
+                                    K::rope_qk(q, k, cos, sin, 3).second.grad_fn()->name(),
+                                    K::swiglu(gate, up).grad_fn()->name()};
+  };
+  const bool before = K::use_reference_kernels();
+  K::set_use_reference_kernels(false);
+  const auto fast = names();
+  K::set_use_reference_kernels(true);
+  const auto ref = names();
+  K::set_use_reference_kernels(before);
+  for (const auto& n : {fast[0], fast[1]}) EXPECT_NE(n.find("RopeCuda"), std::string::npos) << n;
+  EXPECT_NE(fast[2].find("SwiGLUCuda"), std::string::npos) << fast[2];
+  for (const auto& n : ref) EXPECT_EQ(n.find("Cuda"), std::string::npos) << n;
+}
+
+// q and k in one launch give exactly what two launches give, values and gradients.
+TEST(RopeGpu, QkInOneLaunchEqualsOneAtATime) {
+  if (!have_cuda_kernels()) GTEST_SKIP() << "no CUDA";
+  torch::manual_seed(11);
+  auto t = rope_tables(4096 + 100, 128);
+  const auto cos = t[0].to(torch::kCUDA, torch::kFloat32), sin = t[1].to(torch::kCUDA, torch::kFloat32);
+  auto q = torch::randn({2, 100, 12, 128}, torch::kCUDA).to(torch::kBFloat16).requires_grad_();
+  auto k = torch::randn({2, 100, 4, 128}, torch::kCUDA).to(torch::kBFloat16).requires_grad_();
+  auto wq = torch::randn({2, 100, 12, 128}, torch::kCUDA), wk = torch::randn({2, 100, 4, 128}, torch::kCUDA);
+  auto [yq, yk] = K::rope_qk_cuda(q, k, cos, sin, 4096);
+  auto g = torch::autograd::grad({(yq.to(torch::kFloat32) * wq).sum() + (yk.to(torch::kFloat32) * wk).sum()}, {q, k});
+  auto yq1 = K::rope_cuda(q, cos, sin, 4096), yk1 = K::rope_cuda(k, cos, sin, 4096);
+  auto g1 =
+      torch::autograd::grad({(yq1.to(torch::kFloat32) * wq).sum() + (yk1.to(torch::kFloat32) * wk).sum()}, {q, k});
+  EXPECT_TRUE(torch::equal(yq, yq1));
+  EXPECT_TRUE(torch::equal(yk, yk1));
+  EXPECT_TRUE(torch::equal(g[0], g1[0]));
+  EXPECT_TRUE(torch::equal(g[1], g1[1]));
+}
+
 }  // namespace

@@ -1,6 +1,7 @@
 #include "samba/model/layers/attention.h"
 
 #include <cmath>
+#include <tuple>
 
 #include "samba/core/error.h"
 #include "samba/kernels/attention.h"
@@ -50,10 +51,7 @@ AttentionImpl::Heads AttentionImpl::project(const torch::Tensor& x, int64_t offs
   q = q.reshape({B, T, n_heads, head_dim});
   k = k.reshape({B, T, n_kv_heads, head_dim});
   v = v.reshape({B, T, n_kv_heads, head_dim});
-  if (rotary) {
-    q = rotary->apply(q, offset);
-    k = rotary->apply(k, offset);
-  }
+  if (rotary) std::tie(q, k) = rotary->apply_qk(q, k, offset);
   return {q, k, v};
 }
 

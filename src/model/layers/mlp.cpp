@@ -1,5 +1,7 @@
 #include "samba/model/layers/mlp.h"
 
+#include "samba/kernels/swiglu.h"
+
 namespace samba {
 
 SwiGLUImpl::SwiGLUImpl(int64_t d_model, int64_t hidden) : SublayerImpl("SwiGLU") {
@@ -9,7 +11,7 @@ SwiGLUImpl::SwiGLUImpl(int64_t d_model, int64_t hidden) : SublayerImpl("SwiGLU")
 }
 
 torch::Tensor SwiGLUImpl::forward(const torch::Tensor& x) {
-  return down(torch::silu(gate(x)) * up(x));
+  return down(kernels::swiglu(gate(x), up(x)));
 }
 
 // Position-wise: decoding needs no state.

@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "samba/core/error.h"
+#include "samba/kernels/rope.h"
 
 namespace samba {
 
@@ -11,10 +12,7 @@ RotaryEmbedding::RotaryEmbedding(int64_t head_dim, double base) : head_dim_(head
   check(base > 0.0, "RoPE base must be positive, got ", base);
 }
 
-torch::Tensor rotate_half(const torch::Tensor& x) {
-  const int64_t half = x.size(-1) / 2;
-  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
-}
+torch::Tensor rotate_half(const torch::Tensor& x) { return kernels::rotate_half(x); }
 
 std::pair<torch::Tensor, torch::Tensor> RotaryEmbedding::cos_sin(int64_t length, const torch::Device& device,
                                                                  torch::ScalarType dtype) {
@@ -34,18 +32,24 @@ std::pair<torch::Tensor, torch::Tensor> RotaryEmbedding::cos_sin(int64_t length,
   return {it->second.first.narrow(0, 0, length), it->second.second.narrow(0, 0, length)};
 }
 
-torch::Tensor RotaryEmbedding::apply(const torch::Tensor& x, int64_t offset) {
+// Tables in the compute dtype: fp32 for half-precision and fp32 x, fp64 for fp64 x.
+std::pair<torch::Tensor, torch::Tensor> RotaryEmbedding::tables_for(const torch::Tensor& x, int64_t offset) {
   check(x.dim() == 4 && x.size(3) == head_dim_, "RoPE expects (B, T, H, ", head_dim_, "), got ", x.sizes());
   check(offset >= 0, "RoPE position offset must be >= 0, got ", offset);
-  const auto dt = x.scalar_type();
-  const auto compute = (dt == torch::kFloat64) ? torch::kFloat64 : torch::kFloat32;
-  const int64_t T = x.size(1);
-  auto [cos, sin] = cos_sin(offset + T, x.device(), compute);
-  // (T, D) -> (1, T, 1, D) to broadcast over batch and heads.
-  cos = cos.narrow(0, offset, T).unsqueeze(1).unsqueeze(0);
-  sin = sin.narrow(0, offset, T).unsqueeze(1).unsqueeze(0);
-  auto xc = x.to(compute);
-  return (xc * cos + rotate_half(xc) * sin).to(dt);
+  const auto compute = x.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+  return cos_sin(offset + x.size(1), x.device(), compute);
+}
+
+torch::Tensor RotaryEmbedding::apply(const torch::Tensor& x, int64_t offset) {
+  auto [cos, sin] = tables_for(x, offset);
+  return kernels::rope(x, cos, sin, offset);
+}
+
+std::pair<torch::Tensor, torch::Tensor> RotaryEmbedding::apply_qk(const torch::Tensor& q, const torch::Tensor& k,
+                                                                  int64_t offset) {
+  check(k.dim() == 4 && k.size(3) == head_dim_, "RoPE expects (B, T, H, ", head_dim_, "), got ", k.sizes());
+  auto [cos, sin] = tables_for(q, offset);
+  return kernels::rope_qk(q, k, cos, sin, offset);
 }
 
 }  // namespace samba

@@ -23,7 +23,10 @@ class RotaryEmbedding {
 
   // x (B, T, H, D) holding positions offset .. offset + T - 1 -> same shape and dtype.
   // Half-precision inputs are rotated in fp32 and cast back.
+  // Through kernels::rope: the fused CUDA kernel on CUDA fp32/bf16, libtorch ops otherwise.
   torch::Tensor apply(const torch::Tensor& x, int64_t offset = 0);
+  // q (B, T, Hq, D) and k (B, T, Hk, D) at the same positions (one launch on CUDA).
+  std::pair<torch::Tensor, torch::Tensor> apply_qk(const torch::Tensor& q, const torch::Tensor& k, int64_t offset = 0);
 
   // cos, sin (length, D) for positions 0 .. length - 1, cached per (device, dtype); a request
   // for more positions than cached rebuilds the table (at least doubling it).
@@ -33,6 +36,8 @@ class RotaryEmbedding {
   double base() const { return base_; }
 
  private:
+  std::pair<torch::Tensor, torch::Tensor> tables_for(const torch::Tensor& x, int64_t offset);
+
   int64_t head_dim_;
   double base_;
   std::map<std::string, std::pair<torch::Tensor, torch::Tensor>> cache_;
