@@ -176,7 +176,11 @@ __global__ void __launch_bounds__(kThreads) scan_fwd_kernel(ScanArgs a, MutView3
 // gates with silu(z) and stores. Other layouts, state sizes or alignments use the first version.
 namespace pipe {
 
-constexpr int kTile = 32;   // steps per stage; divides kScanChunk
+#ifndef SAMBA_SCAN_FWD_TILE
+#define SAMBA_SCAN_FWD_TILE 32
+#endif
+constexpr int kTile = SAMBA_SCAN_FWD_TILE;  // steps per stage; divides kScanChunk (a compile definition for measuring)
+static_assert(kScanChunk % kTile == 0, "the forward's tile must divide the chunk");
 constexpr int kStages = 3;  // tiles in flight
 constexpr int kNT = 8;      // states per thread
 constexpr int kMaxThreads = 128;

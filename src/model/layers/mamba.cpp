@@ -71,15 +71,17 @@ torch::Tensor MambaImpl::forward_impl(const torch::Tensor& x, MambaState* state)
   check(x.dim() == 3 && x.size(2) == d_model, "Mamba: input must be (batch, time, d_model=", d_model, "), got ",
         x.sizes());
   const int64_t batch = x.size(0);
-  auto xz = in_proj(x).transpose(1, 2);  // (B, 2E, T): the scan's channel-major layout
-  auto xs = xz.narrow(1, 0, d_inner);
-  auto z = xz.narrow(1, d_inner, d_inner);
+  // split, not narrow: the backward of a split is one concatenation of the parts' gradients;
+  // that of a narrow writes a zero-filled full-size tensor per part and adds them up.
+  auto xz = in_proj(x).split(d_inner, -1);  // 2 x (B, T, E)
+  auto xs = xz[0].transpose(1, 2);          // (B, E, T): the scan's channel-major layout
+  auto z = xz[1].transpose(1, 2);
   auto conv_w = conv1d->weight.squeeze(1);  // (E, K)
   auto xc = kernels::causal_conv1d(xs, conv_w, maybe(conv1d->bias), /*silu=*/true);  // (B, E, T)
-  auto x_dbl = x_proj(xc.transpose(1, 2));                                              // (B, T, R + 2N)
-  auto dt = x_dbl.narrow(-1, 0, dt_rank);
-  auto Bm = x_dbl.narrow(-1, dt_rank, d_state).transpose(1, 2);            // (B, N, T)
-  auto Cm = x_dbl.narrow(-1, dt_rank + d_state, d_state).transpose(1, 2);  // (B, N, T)
+  auto x_dbl = x_proj(xc.transpose(1, 2)).split_with_sizes({dt_rank, d_state, d_state}, -1);  // (B, T, R | N | N)
+  auto dt = x_dbl[0];
+  auto Bm = x_dbl[1].transpose(1, 2);  // (B, N, T)
+  auto Cm = x_dbl[2].transpose(1, 2);  // (B, N, T)
   // The dt bias is applied inside the scan, before the softplus (as mamba_ssm does).
   auto delta = torch::nn::functional::linear(dt, dt_proj->weight).transpose(1, 2);  // (B, E, T)
   auto A = state_matrix(A_log);
