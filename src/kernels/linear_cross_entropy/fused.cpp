@@ -1,7 +1,10 @@
 // Chunked linear + cross-entropy with the gradients formed in the forward pass (see the
-// header). Plain libtorch ops: the same code runs on CPU and GPU.
+// header). The matmuls are libtorch's; the softmax, loss and logits gradient between them run
+// in one CUDA kernel on the GPU (xent.cu, in place over the logits) and as libtorch ops
+// elsewhere, which is also the reference for the kernel.
 #include "samba/core/error.h"
 #include "samba/kernels/linear_cross_entropy.h"
+#include "xent_glue.h"
 
 namespace samba::kernels {
 namespace {
@@ -16,6 +19,24 @@ void check_args(const torch::Tensor& hidden, const torch::Tensor& weight, const 
   check(targets.scalar_type() == torch::kLong && targets.numel() * hidden.size(-1) == hidden.numel(),
         "linear_cross_entropy: targets must be int64 with one entry per hidden row; got ", targets.scalar_type(), " ",
         targets.sizes(), " for hidden ", hidden.sizes());
+}
+
+// d(sum of the chunk's losses)/d logits = softmax - one_hot(target), zero on ignored rows, in
+// the logits' dtype; the chunk's loss is added to loss_sum. Softmax and loss in fp32.
+torch::Tensor logits_grad_libtorch(const torch::Tensor& logits_mm, const torch::Tensor& targets,
+                                   const torch::Tensor& valid, torch::Tensor& loss_sum) {
+  const auto logits = logits_mm.to(torch::kFloat32);
+  const auto tc = targets.masked_fill(valid.logical_not(), 0).unsqueeze(1);
+  const auto vc = valid.to(torch::kFloat32).unsqueeze(1);
+  const auto lse = torch::logsumexp(logits, 1, /*keepdim=*/true);
+  loss_sum += ((lse - logits.gather(1, tc)) * vc).sum();
+  // The one-hot comes from a comparison, not scatter_add_ (atomics on CUDA, refused in
+  // deterministic mode).
+  const auto vocab_ids = torch::arange(logits.size(1), targets.options()).unsqueeze(0);  // (1, V)
+  auto g = (logits - lse).exp_();
+  g.sub_(vocab_ids.eq(tc).to(torch::kFloat32));
+  g.mul_(vc);
+  return g.to(logits_mm.scalar_type());
 }
 
 class LinearCrossEntropyFunction : public torch::autograd::Function<LinearCrossEntropyFunction> {
@@ -34,30 +55,28 @@ class LinearCrossEntropyFunction : public torch::autograd::Function<LinearCrossE
     const auto w = weight.to(mm_type);
     const auto f32 = h.options().dtype(torch::kFloat32);
     const auto valid = t.ne(ignore_index);
-    const auto safe_t = t.masked_fill(valid.logical_not(), 0).unsqueeze(1);
     auto grad_h = torch::empty_like(h);
     auto grad_w = torch::zeros({V, d}, f32);
-    auto loss_sum = torch::zeros({}, f32);
-    const auto vocab_ids = torch::arange(V, t.options()).unsqueeze(0);  // (1, V)
     if (chunk <= 0) chunk = std::max<int64_t>(1, (int64_t{1} << 27) / std::max<int64_t>(1, V));
+    const bool kernel = softmax_xent_cuda_supports(hm.device(), mm_type);
+    // The kernel's per-row losses, summed once at the end; the libtorch path sums per chunk.
+    const auto row_loss = kernel ? new_output({n}, f32) : torch::Tensor();
+    auto loss_sum = torch::zeros({}, f32);
     for (int64_t s = 0; s < n; s += chunk) {
       const int64_t len = std::min(chunk, n - s);
       const auto hc = hm.narrow(0, s, len);
-      const auto logits = torch::matmul(hc, w.t()).to(torch::kFloat32);  // (len, V)
-      const auto lse = torch::logsumexp(logits, 1, /*keepdim=*/true);
-      const auto tc = safe_t.narrow(0, s, len);
-      const auto vc = valid.narrow(0, s, len).to(torch::kFloat32).unsqueeze(1);
-      loss_sum += ((lse - logits.gather(1, tc)) * vc).sum();
-      // d(sum of losses)/d logits = softmax - one_hot(target), zero on ignored rows. The
-      // one-hot comes from a comparison, not scatter_add_ (atomics on CUDA, refused in
-      // deterministic mode).
-      auto g = (logits - lse).exp_();
-      g.sub_(vocab_ids.eq(tc).to(torch::kFloat32));
-      g.mul_(vc);
-      const auto gd = g.to(w.scalar_type());
+      auto logits = torch::matmul(hc, w.t());  // (len, V) in mm_type
+      torch::Tensor gd;
+      if (kernel) {
+        softmax_xent_inplace_cuda(logits, t.narrow(0, s, len), ignore_index, row_loss.narrow(0, s, len));
+        gd = logits;
+      } else {
+        gd = logits_grad_libtorch(logits, t.narrow(0, s, len), valid.narrow(0, s, len), loss_sum);
+      }
       grad_h.narrow(0, s, len).copy_(torch::matmul(gd, w));
       grad_w.add_(torch::matmul(gd.t(), hc).to(torch::kFloat32));
     }
+    if (kernel) loss_sum = row_loss.sum();
     const auto count = valid.sum().to(torch::kFloat32);  // stays on the device: no host sync
     ctx->save_for_backward({grad_h, grad_w, count});
     ctx->saved_data["hidden_sizes"] = hidden.sizes().vec();
