@@ -17,8 +17,8 @@ struct MambaScan {
 // Channels-contiguous u, delta, z and B, C as slices of one x_proj-like output, as the
 // Mamba layer passes them.
 MambaScan mamba_scan(int64_t batch, int64_t E, int64_t L, torch::ScalarType dtype, bool with_z, bool with_d,
-                     bool with_bias, uint64_t seed) {
-  const int64_t N = 16, R = 8;
+                     bool with_bias, uint64_t seed, int64_t N = 16) {
+  const int64_t R = 8;
   torch::manual_seed(seed);
   auto o64 = torch::TensorOptions().dtype(torch::kFloat64);
   auto u = torch::randn({batch, L, E}, o64), delta = torch::randn({batch, L, E}, o64) * 0.5 - 1.0,
@@ -90,6 +90,21 @@ TEST(SelectiveScanPipeGpu, EveryOptionalInputMatchesReference) {
       for (size_t i = 0; i < g64.size(); ++i)
         EXPECT_LT(rel_err(g[i + 1], g64[i]), bf ? 2e-2 : 1e-3) << tag << "gradient " << i;
     }
+  }
+}
+
+// The pipelined forward's other state sizes (its layout is a compile-time constant per size);
+// their backward is the first version's.
+TEST(SelectiveScanPipeGpu, OtherStateSizesMatchReference) {
+  if (!have_cuda_kernels()) GTEST_SKIP() << "no CUDA";
+  for (int64_t N : {8, 32, 64}) {
+    auto m = mamba_scan(2, 48, 129, torch::kFloat32, true, true, true, 14, N);
+    auto g = run_gpu(m);
+    auto [y64, h64] = K::selective_scan_reference(m.cpu64[0], m.cpu64[1], m.cpu64[2], m.cpu64[3], m.cpu64[4],
+                                                  m.cpu64[5], m.cpu64[6], m.cpu64[7], true);
+    auto g64 = torch::autograd::grad({(y64 * m.w).sum()}, defined(m.cpu64));
+    EXPECT_LT(rel_err(g[0], y64), 1e-4) << "N " << N << ": y";
+    for (size_t i = 0; i < g64.size(); ++i) EXPECT_LT(rel_err(g[i + 1], g64[i]), 1e-3) << "N " << N << ": gradient " << i;
   }
 }
 

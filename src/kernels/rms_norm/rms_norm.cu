@@ -1,8 +1,9 @@
 // RMSNorm + residual add on CUDA. Forward: one block per row; the sum of squares is reduced
 // in a fixed order (warp tree, then the warps' sums in order), so results are reproducible.
 // Backward: blocks own fixed runs of rows and accumulate the weight gradient of their rows
-// in shared memory (each column always by the same thread); a second kernel sums the blocks'
-// partials in order. No atomics.
+// (each column always by the same thread, in registers or shared memory); a second kernel
+// sums the blocks' partials in order. No atomics. Rows up to 16 x 256 wide stay in registers
+// between a kernel's two passes over them.
 #include <algorithm>
 
 #include "../common/cuda_util.cuh"
@@ -12,7 +13,7 @@ namespace samba::kernels::cuda {
 namespace {
 
 constexpr int kNormThreads = 256;
-constexpr int kMaxBwdBlocks = 512;
+constexpr int kMaxBwdBlocks = 1024;  // one wave of 256-thread blocks on an H100 / H200
 
 // Sum over the block, the same value in every thread; `sh` holds >= 32 floats.
 __device__ float block_sum(float v, float* sh) {
@@ -26,48 +27,108 @@ __device__ float block_sum(float v, float* sh) {
   return total;
 }
 
-template <typename TX, typename TY>
+// kPer > 0: the row fits kPer elements per thread and stays in registers between the passes
+// (one read of the inputs); kPer == 0: any width, the second pass re-reads.
+template <typename TX, typename TY, int kPer>
 __global__ void __launch_bounds__(kNormThreads) rms_fwd_kernel(RmsNormArgs a, float* rout, TY* y, float* rstd) {
   __shared__ float sh[32];
   const int64_t base = static_cast<int64_t>(blockIdx.x) * a.d;
   const TX* x = static_cast<const TX*>(a.x) + base;
   float ss = 0.f;
-  for (int i = threadIdx.x; i < a.d; i += blockDim.x) {
-    const float r = to_float(x[i]) + (a.residual ? a.residual[base + i] : 0.f);
-    rout[base + i] = r;
-    ss += r * r;
+  if constexpr (kPer > 0) {
+    float r[kPer];
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) {
+      const int i = threadIdx.x + k * kNormThreads;
+      r[k] = i < a.d ? to_float(x[i]) + (a.residual ? a.residual[base + i] : 0.f) : 0.f;
+      if (i < a.d) rout[base + i] = r[k];
+      ss += r[k] * r[k];
+    }
+    const float rs = rsqrtf(block_sum(ss, sh) / a.d + a.eps);
+    if (threadIdx.x == 0) rstd[blockIdx.x] = rs;
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) {
+      const int i = threadIdx.x + k * kNormThreads;
+      if (i < a.d) y[base + i] = from_float<TY>(r[k] * rs * a.weight[i]);
+    }
+  } else {
+    for (int i = threadIdx.x; i < a.d; i += blockDim.x) {
+      const float r = to_float(x[i]) + (a.residual ? a.residual[base + i] : 0.f);
+      rout[base + i] = r;
+      ss += r * r;
+    }
+    const float rs = rsqrtf(block_sum(ss, sh) / a.d + a.eps);
+    if (threadIdx.x == 0) rstd[blockIdx.x] = rs;
+    for (int i = threadIdx.x; i < a.d; i += blockDim.x) y[base + i] = from_float<TY>(rout[base + i] * rs * a.weight[i]);
   }
-  const float rs = rsqrtf(block_sum(ss, sh) / a.d + a.eps);
-  if (threadIdx.x == 0) rstd[blockIdx.x] = rs;
-  for (int i = threadIdx.x; i < a.d; i += blockDim.x) y[base + i] = from_float<TY>(rout[base + i] * rs * a.weight[i]);
 }
 
-template <typename TX, typename TY>
+// The same two cases as the forward: with kPer > 0 a row's gradient, input and weight stay
+// in registers between the two passes, and each thread's weight-gradient columns too.
+template <typename TX, typename TY, int kPer>
 __global__ void __launch_bounds__(kNormThreads)
     rms_bwd_kernel(RmsNormArgs a, const float* rout, const float* rstd, const TY* gy, const float* grout, TX* gx,
                    float* gres, float* part_w, int64_t rows_per_block) {
-  extern __shared__ float s_gw[];  // [d]
+  extern __shared__ float s_gw[];  // [d] (kPer == 0 only)
   __shared__ float sh[32];
-  for (int i = threadIdx.x; i < a.d; i += blockDim.x) s_gw[i] = 0.f;
   const int64_t first = static_cast<int64_t>(blockIdx.x) * rows_per_block;
   const int64_t last = a.rows < first + rows_per_block ? a.rows : first + rows_per_block;
-  for (int64_t row = first; row < last; ++row) {
-    const int64_t base = row * a.d;
-    const float rs = rstd[row];
-    float dot = 0.f;  // sum of dL/dn * n over the row
-    for (int i = threadIdx.x; i < a.d; i += blockDim.x)
-      dot += to_float(gy[base + i]) * a.weight[i] * rout[base + i] * rs;
-    const float mean_dot = block_sum(dot, sh) / a.d;
-    for (int i = threadIdx.x; i < a.d; i += blockDim.x) {
-      const float n = rout[base + i] * rs, g = to_float(gy[base + i]);
-      float gr = rs * (g * a.weight[i] - n * mean_dot);
-      if (grout) gr += grout[base + i];
-      gx[base + i] = from_float<TX>(gr);
-      if (gres) gres[base + i] = gr;
-      s_gw[i] += g * n;
+  if constexpr (kPer > 0) {
+    float w[kPer], gw[kPer];
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) {
+      const int i = threadIdx.x + k * kNormThreads;
+      w[k] = i < a.d ? a.weight[i] : 0.f;
+      gw[k] = 0.f;
     }
+    for (int64_t row = first; row < last; ++row) {
+      const int64_t base = row * a.d;
+      const float rs = rstd[row];
+      float g[kPer], n[kPer], dot = 0.f;  // dot: sum of dL/dn * n over the row
+#pragma unroll
+      for (int k = 0; k < kPer; ++k) {
+        const int i = threadIdx.x + k * kNormThreads;
+        g[k] = i < a.d ? to_float(gy[base + i]) : 0.f;
+        n[k] = i < a.d ? rout[base + i] * rs : 0.f;
+        dot += g[k] * w[k] * n[k];
+      }
+      const float mean_dot = block_sum(dot, sh) / a.d;
+#pragma unroll
+      for (int k = 0; k < kPer; ++k) {
+        const int i = threadIdx.x + k * kNormThreads;
+        if (i >= a.d) continue;
+        float gr = rs * (g[k] * w[k] - n[k] * mean_dot);
+        if (grout) gr += grout[base + i];
+        gx[base + i] = from_float<TX>(gr);
+        if (gres) gres[base + i] = gr;
+        gw[k] += g[k] * n[k];
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) {
+      const int i = threadIdx.x + k * kNormThreads;
+      if (i < a.d) part_w[static_cast<int64_t>(blockIdx.x) * a.d + i] = gw[k];
+    }
+  } else {
+    for (int i = threadIdx.x; i < a.d; i += blockDim.x) s_gw[i] = 0.f;
+    for (int64_t row = first; row < last; ++row) {
+      const int64_t base = row * a.d;
+      const float rs = rstd[row];
+      float dot = 0.f;
+      for (int i = threadIdx.x; i < a.d; i += blockDim.x)
+        dot += to_float(gy[base + i]) * a.weight[i] * rout[base + i] * rs;
+      const float mean_dot = block_sum(dot, sh) / a.d;
+      for (int i = threadIdx.x; i < a.d; i += blockDim.x) {
+        const float n = rout[base + i] * rs, g = to_float(gy[base + i]);
+        float gr = rs * (g * a.weight[i] - n * mean_dot);
+        if (grout) gr += grout[base + i];
+        gx[base + i] = from_float<TX>(gr);
+        if (gres) gres[base + i] = gr;
+        s_gw[i] += g * n;
+      }
+    }
+    for (int i = threadIdx.x; i < a.d; i += blockDim.x) part_w[static_cast<int64_t>(blockIdx.x) * a.d + i] = s_gw[i];
   }
-  for (int i = threadIdx.x; i < a.d; i += blockDim.x) part_w[static_cast<int64_t>(blockIdx.x) * a.d + i] = s_gw[i];
 }
 
 __global__ void sum_blocks_kernel(const float* part, int blocks, int d, float* out) {
@@ -80,9 +141,23 @@ __global__ void sum_blocks_kernel(const float* part, int blocks, int d, float* o
 
 int bwd_blocks(const RmsNormArgs& a) { return static_cast<int>(std::min<int64_t>(a.rows, kMaxBwdBlocks)); }
 
+// Elements per thread kept in registers: the smallest of 4, 8, 16 that holds the row, else 0.
+int row_per_thread(int d) {
+  for (int k : {4, 8, 16})
+    if (d <= k * kNormThreads) return k;
+  return 0;
+}
+
 template <typename TX, typename TY>
 Status fwd(const RmsNormArgs& a, float* rout, void* y, float* rstd, cudaStream_t s) {
-  rms_fwd_kernel<TX, TY><<<static_cast<unsigned>(a.rows), kNormThreads, 0, s>>>(a, rout, static_cast<TY*>(y), rstd);
+  const unsigned rows = static_cast<unsigned>(a.rows);
+  TY* yy = static_cast<TY*>(y);
+  switch (row_per_thread(a.d)) {
+    case 4: rms_fwd_kernel<TX, TY, 4><<<rows, kNormThreads, 0, s>>>(a, rout, yy, rstd); break;
+    case 8: rms_fwd_kernel<TX, TY, 8><<<rows, kNormThreads, 0, s>>>(a, rout, yy, rstd); break;
+    case 16: rms_fwd_kernel<TX, TY, 16><<<rows, kNormThreads, 0, s>>>(a, rout, yy, rstd); break;
+    default: rms_fwd_kernel<TX, TY, 0><<<rows, kNormThreads, 0, s>>>(a, rout, yy, rstd); break;
+  }
   return launch_status();
 }
 
@@ -91,14 +166,24 @@ Status bwd(const RmsNormArgs& a, const float* rout, const float* rstd, const voi
            float* gres, float* gw, float* ws, cudaStream_t s) {
   const int blocks = bwd_blocks(a);
   const int64_t per = (a.rows + blocks - 1) / blocks;
-  const size_t smem = sizeof(float) * a.d;
-  if (smem > 48 * 1024) {
-    const cudaError_t e = cudaFuncSetAttribute(rms_bwd_kernel<TX, TY>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               static_cast<int>(smem));
-    if (e != cudaSuccess) return cudaGetErrorString(e);
+  const TY* g = static_cast<const TY*>(gy);
+  TX* x = static_cast<TX*>(gx);
+  switch (row_per_thread(a.d)) {
+    case 4: rms_bwd_kernel<TX, TY, 4><<<blocks, kNormThreads, 0, s>>>(a, rout, rstd, g, grout, x, gres, ws, per); break;
+    case 8: rms_bwd_kernel<TX, TY, 8><<<blocks, kNormThreads, 0, s>>>(a, rout, rstd, g, grout, x, gres, ws, per); break;
+    case 16:
+      rms_bwd_kernel<TX, TY, 16><<<blocks, kNormThreads, 0, s>>>(a, rout, rstd, g, grout, x, gres, ws, per);
+      break;
+    default: {
+      const size_t smem = sizeof(float) * a.d;
+      if (smem > 48 * 1024) {
+        const cudaError_t e = cudaFuncSetAttribute(rms_bwd_kernel<TX, TY, 0>,
+                                                   cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+        if (e != cudaSuccess) return cudaGetErrorString(e);
+      }
+      rms_bwd_kernel<TX, TY, 0><<<blocks, kNormThreads, smem, s>>>(a, rout, rstd, g, grout, x, gres, ws, per);
+    }
   }
-  rms_bwd_kernel<TX, TY><<<blocks, kNormThreads, smem, s>>>(a, rout, rstd, static_cast<const TY*>(gy), grout,
-                                                            static_cast<TX*>(gx), gres, ws, per);
   if (Status st = launch_status()) return st;
   sum_blocks_kernel<<<(a.d + 255) / 256, 256, 0, s>>>(ws, blocks, a.d, gw);
   return launch_status();

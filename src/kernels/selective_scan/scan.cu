@@ -198,7 +198,7 @@ struct Layout {
   int stage_elems;            // raw elements of one stage: u, delta, z (tile x cpb), B, C (tile x N)
 };
 
-__host__ __device__ inline Layout layout(int N) {
+__host__ __device__ constexpr Layout layout(int N) {
   Layout l{};
   l.tpc = 1;
   while (l.tpc * kNT < N) l.tpc <<= 1;
@@ -251,12 +251,12 @@ __device__ __forceinline__ Stage<T> stage_at(T* base, const Layout& l, int N, in
 // Issues the copies of tile `k` (steps k * kTile ...) into its stage; steps past L and channels
 // past E are zero-filled.
 template <typename T>
-__device__ __forceinline__ void issue_tile(const ScanArgs& a, bool with_z, const Layout& l, T* base, int b, int e0,
-                                           int k) {
+__device__ __forceinline__ void issue_tile(const ScanArgs& a, bool with_z, const Layout& l, int N, T* base, int b,
+                                           int e0, int k) {
   constexpr int vec = 16 / sizeof(T);
-  const Stage<T> s = stage_at(base, l, a.N, k);
+  const Stage<T> s = stage_at(base, l, N, k);
   const int t0 = k * kTile;
-  const int row_vecs = l.cpb / vec, bc_vecs = a.N / vec;
+  const int row_vecs = l.cpb / vec, bc_vecs = N / vec;
   const int per_t = (with_z ? 3 : 2) * row_vecs + 2 * bc_vecs;
   for (int i = threadIdx.x; i < kTile * per_t; i += blockDim.x) {
     const int t = i / per_t;
@@ -277,7 +277,7 @@ __device__ __forceinline__ void issue_tile(const ScanArgs& a, bool with_z, const
       j -= (with_z ? 3 : 2) * row_vecs;
       const int which = j / bc_vecs, n = (j - which * bc_vecs) * vec;
       v = which == 0 ? &a.B : &a.C;
-      dst = (which == 0 ? s.B : s.C) + t * a.N + n;
+      dst = (which == 0 ? s.B : s.C) + t * N + n;
       col = n;
     }
     const T* src = static_cast<const T*>(v->data) + (valid ? b * v->s_batch + col + tt * v->s_time : 0);
@@ -301,13 +301,14 @@ __device__ __forceinline__ void load8(const float* p, float (&x)[8]) {
   x[0] = lo.x, x[1] = lo.y, x[2] = lo.z, x[3] = lo.w, x[4] = hi.x, x[5] = hi.y, x[6] = hi.z, x[7] = hi.w;
 }
 
-template <typename T>
+// kN: the state size, a compile-time constant so that the layout is one too.
+template <typename T, int kN>
 __global__ void __launch_bounds__(kMaxThreads) scan_fwd_pipe_kernel(ScanArgs a, MutView3 out, float* last_state,
                                                                     float* chunk_states) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   constexpr int NT = kNT;
   static_assert(NT == 8, "load8 reads eight states");
-  const Layout l = layout(a.N);
+  constexpr Layout l = layout(kN);
   T* stages = reinterpret_cast<T*>(smem_raw);
   float* s_dt = reinterpret_cast<float*>(smem_raw + static_cast<size_t>(kStages) * l.stage_elems * sizeof(T));
   float* s_dtu = s_dt + l.cpb * l.ld;
@@ -316,17 +317,17 @@ __global__ void __launch_bounds__(kMaxThreads) scan_fwd_pipe_kernel(ScanArgs a, 
   const int b = blockIdx.y, e0 = blockIdx.x * l.cpb;
   const int c = threadIdx.x / l.tpc, g = threadIdx.x % l.tpc, n0 = g * NT;
   const int e = e0 + c;
-  const bool active = e < a.E && n0 < a.N;
+  const bool active = e < a.E && n0 < kN;
   const bool want_y = out.data != nullptr, with_z = want_y && a.z.data != nullptr;
   float A2[NT], h[NT];
 #pragma unroll
   for (int j = 0; j < NT; ++j) {
-    A2[j] = active ? a.A[static_cast<int64_t>(e) * a.N + n0 + j] * kLog2e : 0.f;
+    A2[j] = active ? a.A[static_cast<int64_t>(e) * kN + n0 + j] * kLog2e : 0.f;
     h[j] = 0.f;
   }
   const int ntiles = (a.L + kTile - 1) / kTile, nchunks = num_chunks(a.L);
   for (int k = 0; k < kStages - 1; ++k) {
-    if (k < ntiles) issue_tile<T>(a, with_z, l, stages, b, e0, k);
+    if (k < ntiles) issue_tile<T>(a, with_z, l, kN, stages, b, e0, k);
     cp_async_commit();
   }
   const float* my_dt = s_dt + c * l.ld;
@@ -335,9 +336,9 @@ __global__ void __launch_bounds__(kMaxThreads) scan_fwd_pipe_kernel(ScanArgs a, 
     const int t0 = k * kTile, len = min(kTile, a.L - t0);
     cp_async_wait_all_but_one();
     __syncthreads();  // tile k landed for every thread; tile k-1's stage is free
-    if (k + kStages - 1 < ntiles) issue_tile<T>(a, with_z, l, stages, b, e0, k + kStages - 1);
+    if (k + kStages - 1 < ntiles) issue_tile<T>(a, with_z, l, kN, stages, b, e0, k + kStages - 1);
     cp_async_commit();
-    const Stage<T> st = stage_at(stages, l, a.N, k);
+    const Stage<T> st = stage_at(stages, l, kN, k);
     for (int i = threadIdx.x; i < kTile * l.cpb; i += blockDim.x) {
       const int t = i / l.cpb, cc = i - t * l.cpb;
       const float x = to_float(st.delta[i]) + (a.bias && e0 + cc < a.E ? a.bias[e0 + cc] : 0.f);
@@ -346,7 +347,7 @@ __global__ void __launch_bounds__(kMaxThreads) scan_fwd_pipe_kernel(ScanArgs a, 
       s_dtu[cc * l.ld + t] = dt * to_float(st.u[i]);
     }
     if (chunk_states && t0 % kScanChunk == 0 && active) {
-      float* dst = chunk_states + ((static_cast<int64_t>(b) * a.E + e) * nchunks + t0 / kScanChunk) * a.N + n0;
+      float* dst = chunk_states + ((static_cast<int64_t>(b) * a.E + e) * nchunks + t0 / kScanChunk) * kN + n0;
 #pragma unroll
       for (int j = 0; j < NT; ++j) dst[j] = h[j];
     }
@@ -354,8 +355,8 @@ __global__ void __launch_bounds__(kMaxThreads) scan_fwd_pipe_kernel(ScanArgs a, 
     auto step = [&](int t) {
       const float dt = my_dt[t], dtu = my_dtu[t];
       float Bt[NT], Ct[NT];
-      load8(st.B + t * a.N + n0, Bt);
-      load8(st.C + t * a.N + n0, Ct);
+      load8(st.B + t * kN + n0, Bt);
+      load8(st.C + t * kN + n0, Ct);
       float y0 = 0.f, y1 = 0.f;
 #pragma unroll
       for (int j = 0; j < NT; ++j) {
@@ -393,22 +394,33 @@ __global__ void __launch_bounds__(kMaxThreads) scan_fwd_pipe_kernel(ScanArgs a, 
   }
   if (last_state && active) {
 #pragma unroll
-    for (int j = 0; j < NT; ++j) last_state[(static_cast<int64_t>(b) * a.E + e) * a.N + n0 + j] = h[j];
+    for (int j = 0; j < NT; ++j) last_state[(static_cast<int64_t>(b) * a.E + e) * kN + n0 + j] = h[j];
   }
 }
 
-template <typename T>
-Status launch(const ScanArgs& a, MutView3 out, float* last_state, float* chunk_states, cudaStream_t stream) {
-  const Layout l = layout(a.N);
+template <typename T, int kN>
+Status launch_n(const ScanArgs& a, MutView3 out, float* last_state, float* chunk_states, cudaStream_t stream) {
+  constexpr Layout l = layout(kN);
   const dim3 grid((a.E + l.cpb - 1) / l.cpb, a.batch);
-  const size_t smem = smem_bytes<T>(a.N);
+  const size_t smem = smem_bytes<T>(kN);
   if (smem > 48 * 1024) {
-    const cudaError_t err = cudaFuncSetAttribute(scan_fwd_pipe_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    const cudaError_t err = cudaFuncSetAttribute(scan_fwd_pipe_kernel<T, kN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                  static_cast<int>(smem));
     if (err != cudaSuccess) return cudaGetErrorString(err);
   }
-  scan_fwd_pipe_kernel<T><<<grid, l.threads, smem, stream>>>(a, out, last_state, chunk_states);
+  scan_fwd_pipe_kernel<T, kN><<<grid, l.threads, smem, stream>>>(a, out, last_state, chunk_states);
   return launch_status();
+}
+
+// eligible() admits N = 8, 16, 32, 64.
+template <typename T>
+Status launch(const ScanArgs& a, MutView3 out, float* last_state, float* chunk_states, cudaStream_t stream) {
+  switch (a.N) {
+    case 8: return launch_n<T, 8>(a, out, last_state, chunk_states, stream);
+    case 16: return launch_n<T, 16>(a, out, last_state, chunk_states, stream);
+    case 32: return launch_n<T, 32>(a, out, last_state, chunk_states, stream);
+    default: return launch_n<T, 64>(a, out, last_state, chunk_states, stream);
+  }
 }
 
 }  // namespace pipe
