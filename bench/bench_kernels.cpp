@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "samba/kernels/causal_conv1d.h"
+#include "samba/kernels/linear_cross_entropy.h"
+#include "samba/kernels/rms_norm.h"
 #include "samba/kernels/rope.h"
 #include "samba/kernels/selective_scan.h"
 #include "samba/kernels/swiglu.h"
@@ -23,6 +25,7 @@ namespace {
 
 constexpr double kHbmBytesPerS = 4.3e12;
 constexpr double kExpPerS = 16.0 * 132 * 1.98e9;  // H200: 132 SMs, ~1.98 GHz under load
+constexpr double kBf16FlopPerS = 989e12;           // H200 dense bf16 tensor-core peak
 
 void sync(const torch::Device& d) {
   if (d.is_cuda()) torch::cuda::synchronize();
@@ -56,8 +59,10 @@ double median_ms(const torch::Device& d, int reps, const std::function<void()>& 
   return ms[ms.size() / 2];
 }
 
-void row(const char* op, const char* pass, double ms, double bytes, double exps) {
-  const double floor_ms = std::max(bytes / kHbmBytesPerS, exps / kExpPerS) * 1e3;
+// The floor: the largest of the bytes at HBM bandwidth, the exponentials at the
+// multi-function unit's rate and the matmul FLOPs at the tensor cores' peak.
+void row(const char* op, const char* pass, double ms, double bytes, double exps, double flops = 0) {
+  const double floor_ms = std::max({bytes / kHbmBytesPerS, exps / kExpPerS, flops / kBf16FlopPerS}) * 1e3;
   std::printf("| %-16s | %-8s | %9.3f | %10.1f | %9.3f | %6.1f%% |\n", op, pass, ms, bytes / 1e6, floor_ms,
               100.0 * floor_ms / ms);
 }
@@ -165,6 +170,47 @@ int main(int argc, char** argv) {
       torch::autograd::grad({y}, {gate, up}, {go});
     });
     row("swiglu", "fwd+bwd", both, 8 * n * esz, 2 * n);
+  }
+  {
+    // RMSNorm with the residual add, samba-421m's rows: fp32 stream in and out, bf16 output.
+    const int64_t d = 1536;
+    const double rows = static_cast<double>(batch * L);
+    auto x = torch::randn({batch, L, d}, a).requires_grad_();
+    auto res = torch::randn({batch, L, d}, f).requires_grad_();
+    auto w = torch::ones({d}, f).requires_grad_();
+    auto gy = torch::randn({batch, L, d}, a), gr = torch::randn({batch, L, d}, f);
+    const double fwd = median_ms(dev, reps, [&] {
+      torch::NoGradGuard ng;
+      K::rms_norm_residual(x, res, w, 1e-5, act);
+    });
+    // Reads x and the fp32 stream, writes the fp32 stream and y.
+    row("rms_norm_resid", "fwd", fwd, rows * d * (esz + 4 + 4 + esz), 0);
+    const double both = median_ms(dev, reps, [&] {
+      auto [y, s] = K::rms_norm_residual(x, res, w, 1e-5, act);
+      torch::autograd::grad({y, s}, {x, res, w}, {gy, gr});
+    });
+    // Backward reads the stream, gy, the stream's gradient; writes dx and d residual.
+    row("rms_norm_resid", "fwd+bwd", both, rows * d * (2 * esz + 8 + (4 + esz + 4) + esz + 4), 0);
+  }
+  {
+    // The LM head and its loss: samba-421m's hidden size and vocabulary.
+    const int64_t d = 1536, V = 32000;
+    const double T = static_cast<double>(batch * L);
+    auto h = torch::randn({batch, L, d}, a).mul_(0.5).requires_grad_();
+    auto w = torch::randn({V, d}, a).mul_(0.02).requires_grad_();
+    auto tgt = torch::randint(V, {batch, L}, torch::TensorOptions().dtype(torch::kLong).device(dev));
+    const double fwd = median_ms(dev, reps, [&] {
+      torch::NoGradGuard ng;
+      K::linear_cross_entropy(h, w, tgt);
+    });
+    // Forward without grad: one (T x d) x (d x V) product.
+    row("lm_head_xent", "fwd", fwd, 0, T * V, 2 * T * d * V);
+    const double both = median_ms(dev, reps, [&] {
+      auto loss = K::linear_cross_entropy(h, w, tgt);
+      torch::autograd::grad({loss}, {h, w});
+    });
+    // With grad: the logits product and the two gradient products, one exponential per logit.
+    row("lm_head_xent", "fwd+bwd", both, 0, T * V, 6 * T * d * V);
   }
   return 0;
 }

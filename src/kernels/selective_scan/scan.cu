@@ -181,7 +181,7 @@ namespace pipe {
 #endif
 constexpr int kTile = SAMBA_SCAN_FWD_TILE;  // steps per stage; divides kScanChunk (a compile definition for measuring)
 static_assert(kScanChunk % kTile == 0, "the forward's tile must divide the chunk");
-constexpr int kStages = 3;  // tiles in flight
+constexpr int kStages = 2;  // tiles in flight: the next one loads while this one is worked on
 constexpr int kNT = 8;      // states per thread
 constexpr int kMaxThreads = 128;
 
@@ -191,11 +191,79 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool vali
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(n));
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void cp_async_wait_all_but_one() { asm volatile("cp.async.wait_group 1;\n" ::); }
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+}
+
+// Elements of T in one 16-byte vector.
+template <typename T>
+constexpr int kVec = 16 / static_cast<int>(sizeof(T));
+
+// Rows t0 .. t0 + kRows - 1 of one input, kCols elements from column col0 of each (whole
+// 16-byte vectors), into shared memory at dst[t * kCols + c]. Rows past L and columns at or
+// past `cols` are zero-filled. The mapping of copies to threads is compile-time: no
+// divisions, one address per copy.
+template <typename T, int kRows, int kCols, int kThreads>
+__device__ __forceinline__ void copy_rows_async(T* dst, const void* data, int64_t row0, int64_t s_time, int cols,
+                                                int t0, int L) {
+  constexpr int per_row = kCols / kVec<T>, total = kRows * per_row;
+  static_assert(kCols % kVec<T> == 0, "rows are whole 16-byte vectors");
+  const T* base = static_cast<const T*>(data) + row0;
+#pragma unroll
+  for (int i0 = 0; i0 < total; i0 += kThreads) {
+    const int i = i0 + static_cast<int>(threadIdx.x);
+    if (total % kThreads != 0 && i >= total) break;
+    const int t = i / per_row, c = (i % per_row) * kVec<T>;
+    const bool ok = t0 + t < L && c < cols;
+    cp_async16(dst + t * kCols + c, ok ? static_cast<const void*>(base + (t0 + t) * s_time + c) : data, ok);
+  }
+}
+
+// One 16-byte vector of shared or global memory as floats, and back.
+__device__ __forceinline__ void load_vec(const __nv_bfloat16* p, float (&x)[8]) {
+  const uint4 v = *reinterpret_cast<const uint4*>(p);
+  const __nv_bfloat162* h2 = reinterpret_cast<const __nv_bfloat162*>(&v);
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const float2 f = __bfloat1622float2(h2[k]);
+    x[2 * k] = f.x;
+    x[2 * k + 1] = f.y;
+  }
+}
+__device__ __forceinline__ void load_vec(const float* p, float (&x)[4]) {
+  const float4 v = *reinterpret_cast<const float4*>(p);
+  x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
+}
+__device__ __forceinline__ void store_vec(__nv_bfloat16* p, const float (&x)[8]) {
+  uint4 v;
+  __nv_bfloat162* h2 = reinterpret_cast<__nv_bfloat162*>(&v);
+#pragma unroll
+  for (int k = 0; k < 4; ++k) h2[k] = __floats2bfloat162_rn(x[2 * k], x[2 * k + 1]);
+  *reinterpret_cast<uint4*>(p) = v;
+}
+__device__ __forceinline__ void store_vec(float* p, const float (&x)[4]) {
+  *reinterpret_cast<float4*>(p) = make_float4(x[0], x[1], x[2], x[3]);
+}
+// kV consecutive fp32 values of shared memory (16-byte aligned) and back.
+template <int kV>
+__device__ __forceinline__ void load_f32(const float* p, float (&x)[kV]) {
+#pragma unroll
+  for (int q = 0; q < kV / 4; ++q) {
+    const float4 v = reinterpret_cast<const float4*>(p)[q];
+    x[4 * q] = v.x, x[4 * q + 1] = v.y, x[4 * q + 2] = v.z, x[4 * q + 3] = v.w;
+  }
+}
+template <int kV>
+__device__ __forceinline__ void store_f32(float* p, const float (&x)[kV]) {
+#pragma unroll
+  for (int q = 0; q < kV / 4; ++q)
+    reinterpret_cast<float4*>(p)[q] = make_float4(x[4 * q], x[4 * q + 1], x[4 * q + 2], x[4 * q + 3]);
+}
 
 struct Layout {
-  int tpc, cpb, threads, ld;  // threads per channel, channels per block, threads, fp32 row stride
-  int stage_elems;            // raw elements of one stage: u, delta, z (tile x cpb), B, C (tile x N)
+  int tpc, cpb, threads;  // threads per channel, channels per block, threads
+  int stage_elems;        // raw elements of one stage: u, delta, z (tile x cpb), B, C (tile x N)
 };
 
 __host__ __device__ constexpr Layout layout(int N) {
@@ -204,15 +272,17 @@ __host__ __device__ constexpr Layout layout(int N) {
   while (l.tpc * kNT < N) l.tpc <<= 1;
   l.cpb = kMaxThreads / l.tpc < 32 ? kMaxThreads / l.tpc : 32;
   l.threads = l.cpb * l.tpc;
-  l.ld = kTile + 1;
   l.stage_elems = kTile * (3 * l.cpb + 2 * N);
   return l;
 }
 
+// Stages (raw tiles), then fp32 working rows: {dt, dt * u} and y ([tile][channel]), and B, C as
+// fp32 ([tile][N] each; bf16 inputs only, fp32 ones are read from the stage).
 template <typename T>
-size_t smem_bytes(int N) {
+constexpr size_t smem_bytes(int N) {
   const Layout l = layout(N);
-  return static_cast<size_t>(kStages) * l.stage_elems * sizeof(T) + sizeof(float) * 3 * l.cpb * l.ld;
+  return static_cast<size_t>(kStages) * l.stage_elems * sizeof(T) +
+         sizeof(float) * (3 * kTile * l.cpb + (sizeof(T) == 4 ? 0 : 2 * kTile * N));
 }
 
 // Whether the pipelined forward takes these arguments: every view channel-contiguous with
@@ -234,7 +304,7 @@ bool eligible(const ScanArgs& a, const MutView3& out) {
 
 template <typename T>
 struct Stage {
-  T *u, *delta, *z, *B, *C;
+  T *u, *delta, *z, *B, *C;  // B and C adjacent: [tile][N] then [tile][N]
 };
 template <typename T>
 __device__ __forceinline__ Stage<T> stage_at(T* base, const Layout& l, int N, int k) {
@@ -250,75 +320,52 @@ __device__ __forceinline__ Stage<T> stage_at(T* base, const Layout& l, int N, in
 
 // Issues the copies of tile `k` (steps k * kTile ...) into its stage; steps past L and channels
 // past E are zero-filled.
-template <typename T>
-__device__ __forceinline__ void issue_tile(const ScanArgs& a, bool with_z, const Layout& l, int N, T* base, int b,
-                                           int e0, int k) {
-  constexpr int vec = 16 / sizeof(T);
-  const Stage<T> s = stage_at(base, l, N, k);
-  const int t0 = k * kTile;
-  const int row_vecs = l.cpb / vec, bc_vecs = N / vec;
-  const int per_t = (with_z ? 3 : 2) * row_vecs + 2 * bc_vecs;
-  for (int i = threadIdx.x; i < kTile * per_t; i += blockDim.x) {
-    const int t = i / per_t;
-    int j = i - t * per_t;
-    const bool in_time = t0 + t < a.L;
-    const int64_t tt = in_time ? t0 + t : 0;
-    const View3* v;
-    T* dst;
-    int64_t col;
-    bool valid = in_time;
-    if (j < 2 * row_vecs || (with_z && j < 3 * row_vecs)) {
-      const int which = j / row_vecs, c = (j - which * row_vecs) * vec;
-      v = which == 0 ? &a.u : which == 1 ? &a.delta : &a.z;
-      dst = (which == 0 ? s.u : which == 1 ? s.delta : s.z) + t * l.cpb + c;
-      col = e0 + c;
-      valid = valid && e0 + c < a.E;
-    } else {
-      j -= (with_z ? 3 : 2) * row_vecs;
-      const int which = j / bc_vecs, n = (j - which * bc_vecs) * vec;
-      v = which == 0 ? &a.B : &a.C;
-      dst = (which == 0 ? s.B : s.C) + t * N + n;
-      col = n;
-    }
-    const T* src = static_cast<const T*>(v->data) + (valid ? b * v->s_batch + col + tt * v->s_time : 0);
-    cp_async16(dst, src, valid);
-  }
-}
-
-// Eight consecutive values from shared memory (16-byte aligned) as floats: one or two 16-byte loads.
-__device__ __forceinline__ void load8(const __nv_bfloat16* p, float (&x)[8]) {
-  const uint4 v = *reinterpret_cast<const uint4*>(p);
-  const __nv_bfloat162* h2 = reinterpret_cast<const __nv_bfloat162*>(&v);
-#pragma unroll
-  for (int k = 0; k < 4; ++k) {
-    const float2 f = __bfloat1622float2(h2[k]);
-    x[2 * k] = f.x;
-    x[2 * k + 1] = f.y;
-  }
-}
-__device__ __forceinline__ void load8(const float* p, float (&x)[8]) {
-  const float4 lo = *reinterpret_cast<const float4*>(p), hi = *reinterpret_cast<const float4*>(p + 4);
-  x[0] = lo.x, x[1] = lo.y, x[2] = lo.z, x[3] = lo.w, x[4] = hi.x, x[5] = hi.y, x[6] = hi.z, x[7] = hi.w;
+template <typename T, int kN>
+__device__ __forceinline__ void issue_tile(const ScanArgs& a, bool with_z, T* base, int b, int e0, int k) {
+  constexpr Layout l = layout(kN);
+  const Stage<T> s = stage_at(base, l, kN, k);
+  const int t0 = k * kTile, cols = a.E - e0;
+  copy_rows_async<T, kTile, l.cpb, l.threads>(s.u, a.u.data, b * a.u.s_batch + e0, a.u.s_time, cols, t0, a.L);
+  copy_rows_async<T, kTile, l.cpb, l.threads>(s.delta, a.delta.data, b * a.delta.s_batch + e0, a.delta.s_time, cols,
+                                              t0, a.L);
+  if (with_z)
+    copy_rows_async<T, kTile, l.cpb, l.threads>(s.z, a.z.data, b * a.z.s_batch + e0, a.z.s_time, cols, t0, a.L);
+  copy_rows_async<T, kTile, kN, l.threads>(s.B, a.B.data, b * a.B.s_batch, a.B.s_time, kN, t0, a.L);
+  copy_rows_async<T, kTile, kN, l.threads>(s.C, a.C.data, b * a.C.s_batch, a.C.s_time, kN, t0, a.L);
 }
 
 // kN: the state size, a compile-time constant so that the layout is one too.
+// Per tile: (1) every thread turns its (step, channel vector) items of the raw tile into
+// {dt, dt * u} rows (and bf16 B, C into fp32); (2) the recurrence, the states in registers;
+// (3) the gated output, one 16-byte store per item.
 template <typename T, int kN>
 __global__ void __launch_bounds__(kMaxThreads) scan_fwd_pipe_kernel(ScanArgs a, MutView3 out, float* last_state,
                                                                     float* chunk_states) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   constexpr int NT = kNT;
-  static_assert(NT == 8, "load8 reads eight states");
   constexpr Layout l = layout(kN);
+  constexpr int V = kVec<T>, kRowVecs = l.cpb / V;
+  constexpr bool kF32 = sizeof(T) == 4;
+  static_assert(NT == 8 && l.threads % kRowVecs == 0, "a thread's items keep one channel vector");
   T* stages = reinterpret_cast<T*>(smem_raw);
-  float* s_dt = reinterpret_cast<float*>(smem_raw + static_cast<size_t>(kStages) * l.stage_elems * sizeof(T));
-  float* s_dtu = s_dt + l.cpb * l.ld;
-  float* s_y = s_dtu + l.cpb * l.ld;
+  float2* s_dtu = reinterpret_cast<float2*>(smem_raw + static_cast<size_t>(kStages) * l.stage_elems * sizeof(T));
+  float* s_y = reinterpret_cast<float*>(s_dtu + kTile * l.cpb);
+  float* s_bc = s_y + kTile * l.cpb;  // B then C, fp32 (bf16 inputs)
 
   const int b = blockIdx.y, e0 = blockIdx.x * l.cpb;
   const int c = threadIdx.x / l.tpc, g = threadIdx.x % l.tpc, n0 = g * NT;
   const int e = e0 + c;
-  const bool active = e < a.E && n0 < kN;
+  const bool active = e < a.E;
   const bool want_y = out.data != nullptr, with_z = want_y && a.z.data != nullptr;
+  // The channel vector of this thread's items in the passes (fixed: threads % kRowVecs == 0).
+  const int cv = (threadIdx.x % kRowVecs) * V;
+  const bool cv_in = e0 + cv < a.E;  // whole vectors: E % V == 0
+  float bias_v[V], D_v[V];
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    bias_v[j] = a.bias && cv_in ? a.bias[e0 + cv + j] : 0.f;
+    D_v[j] = a.D && cv_in ? a.D[e0 + cv + j] : 0.f;
+  }
   float A2[NT], h[NT];
 #pragma unroll
   for (int j = 0; j < NT; ++j) {
@@ -327,24 +374,37 @@ __global__ void __launch_bounds__(kMaxThreads) scan_fwd_pipe_kernel(ScanArgs a, 
   }
   const int ntiles = (a.L + kTile - 1) / kTile, nchunks = num_chunks(a.L);
   for (int k = 0; k < kStages - 1; ++k) {
-    if (k < ntiles) issue_tile<T>(a, with_z, l, kN, stages, b, e0, k);
+    if (k < ntiles) issue_tile<T, kN>(a, with_z, stages, b, e0, k);
     cp_async_commit();
   }
-  const float* my_dt = s_dt + c * l.ld;
-  const float* my_dtu = s_dtu + c * l.ld;
+  const float2* my_dtu = s_dtu + c;
   for (int k = 0; k < ntiles; ++k) {
     const int t0 = k * kTile, len = min(kTile, a.L - t0);
-    cp_async_wait_all_but_one();
-    __syncthreads();  // tile k landed for every thread; tile k-1's stage is free
-    if (k + kStages - 1 < ntiles) issue_tile<T>(a, with_z, l, kN, stages, b, e0, k + kStages - 1);
+    cp_async_wait<kStages - 2>();
+    __syncthreads();  // tile k landed for every thread; tile k-1's stage and rows are free
+    if (k + kStages - 1 < ntiles) issue_tile<T, kN>(a, with_z, stages, b, e0, k + kStages - 1);
     cp_async_commit();
     const Stage<T> st = stage_at(stages, l, kN, k);
-    for (int i = threadIdx.x; i < kTile * l.cpb; i += blockDim.x) {
-      const int t = i / l.cpb, cc = i - t * l.cpb;
-      const float x = to_float(st.delta[i]) + (a.bias && e0 + cc < a.E ? a.bias[e0 + cc] : 0.f);
-      const float dt = a.softplus ? softplus(x) : x;
-      s_dt[cc * l.ld + t] = dt;
-      s_dtu[cc * l.ld + t] = dt * to_float(st.u[i]);
+    for (int i = threadIdx.x; i < kTile * kRowVecs; i += l.threads) {
+      const int t = i / kRowVecs;
+      float dv[V], uv[V], r[2 * V];
+      load_vec(st.delta + t * l.cpb + cv, dv);
+      load_vec(st.u + t * l.cpb + cv, uv);
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const float x = dv[j] + bias_v[j];
+        const float dt = a.softplus ? softplus(x) : x;
+        r[2 * j] = dt;
+        r[2 * j + 1] = dt * uv[j];
+      }
+      store_f32<2 * V>(reinterpret_cast<float*>(s_dtu + t * l.cpb + cv), r);
+    }
+    if constexpr (!kF32) {
+      for (int i = threadIdx.x; i < 2 * kTile * kN / V; i += l.threads) {
+        float x[V];
+        load_vec(st.B + i * V, x);
+        store_f32<V>(s_bc + i * V, x);
+      }
     }
     if (chunk_states && t0 % kScanChunk == 0 && active) {
       float* dst = chunk_states + ((static_cast<int64_t>(b) * a.E + e) * nchunks + t0 / kScanChunk) * kN + n0;
@@ -352,24 +412,24 @@ __global__ void __launch_bounds__(kMaxThreads) scan_fwd_pipe_kernel(ScanArgs a, 
       for (int j = 0; j < NT; ++j) dst[j] = h[j];
     }
     __syncthreads();
+    const float* Bf = kF32 ? reinterpret_cast<const float*>(st.B) : s_bc;
+    const float* Cf = Bf + kTile * kN;
     auto step = [&](int t) {
-      const float dt = my_dt[t], dtu = my_dtu[t];
+      const float2 d = my_dtu[t * l.cpb];
       float Bt[NT], Ct[NT];
-      load8(st.B + t * kN + n0, Bt);
-      load8(st.C + t * kN + n0, Ct);
+      load_f32<NT>(Bf + t * kN + n0, Bt);
+      load_f32<NT>(Cf + t * kN + n0, Ct);
       float y0 = 0.f, y1 = 0.f;
 #pragma unroll
       for (int j = 0; j < NT; ++j) {
-        h[j] = fast_exp2(dt * A2[j]) * h[j] + dtu * Bt[j];
+        h[j] = fast_exp2(d.x * A2[j]) * h[j] + d.y * Bt[j];
         if (j % 2 == 0)
           y0 += Ct[j] * h[j];
         else
           y1 += Ct[j] * h[j];
       }
-      if (want_y) {
-        const float y = group_sum(y0 + y1, l.tpc);
-        if (g == 0) s_y[c * l.ld + t] = y;
-      }
+      // Every lane of the channel's group stores the same sum (no branch).
+      if (want_y) s_y[t * l.cpb + c] = group_sum(y0 + y1, l.tpc);
     };
     if (len == kTile) {
 #pragma unroll 8
@@ -379,16 +439,20 @@ __global__ void __launch_bounds__(kMaxThreads) scan_fwd_pipe_kernel(ScanArgs a, 
     }
     if (want_y) {
       __syncthreads();
-      for (int i = threadIdx.x; i < len * l.cpb; i += blockDim.x) {
-        const int t = i / l.cpb, cc = i - t * l.cpb;
-        if (e0 + cc >= a.E) continue;
-        float y = s_y[cc * l.ld + t];
-        if (a.D) y += a.D[e0 + cc] * to_float(st.u[i]);
-        if (with_z) {
-          const float zv = to_float(st.z[i]);
-          y *= zv * sigmoid(zv);
+      for (int i = threadIdx.x; i < len * kRowVecs; i += l.threads) {
+        const int t = i / kRowVecs;
+        if (!cv_in) continue;
+        float yv[V], uv[V], zv[V];
+        load_f32<V>(s_y + t * l.cpb + cv, yv);
+        load_vec(st.u + t * l.cpb + cv, uv);
+        if (with_z) load_vec(st.z + t * l.cpb + cv, zv);
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          float y = yv[j] + D_v[j] * uv[j];
+          if (with_z) y *= zv[j] * sigmoid(zv[j]);
+          yv[j] = y;
         }
-        store<T>(out, b, e0 + cc, t0 + t, y);
+        store_vec(static_cast<T*>(out.data) + b * out.s_batch + e0 + cv + (t0 + t) * out.s_time, yv);
       }
     }
   }
@@ -456,7 +520,6 @@ constexpr int kBwdThreads = kBwdChannels * kBwdTpc;  // 128
 constexpr int kBwdWarps = kBwdThreads / 32;
 constexpr int kChunk = kScanChunk;                 // steps per tile = the saved-state chunk
 constexpr int kPipeSub = 8;                        // steps recomputed into registers at once
-constexpr int kRowLd = kChunk + 1;                 // odd stride: channels of a warp hit different banks
 static_assert(kChunk % kPipeSub == 0 && kChunk <= 64, "sub-chunks must divide the chunk");
 static_assert(kBwdTpc == 4 && kBwdChannels % 8 == 0, "the dB/dC halving assumes 8 channels x 4 groups per warp");
 
@@ -467,7 +530,7 @@ constexpr int kBwdStages = 2;
 template <typename T>
 constexpr size_t bwd_smem_bytes() {
   return static_cast<size_t>(kBwdStages) * kBwdStageElems * sizeof(T) +
-         sizeof(float) * (4 * kBwdChannels * kRowLd                  // dt, u, gy, zf rows
+         sizeof(float) * (4 * kChunk * kBwdChannels                  // dt, u, gy, zf rows
                           + 2 * kChunk * kBwdState                   // B, C
                           + (kChunk / kPipeSub) * kBwdNT * kBwdThreads  // sub-chunk states
                           + kPipeSub * kBwdThreads);                 // per-warp dB/dC sums
@@ -490,7 +553,7 @@ bool bwd_eligible(const ScanArgs& a, const View3& gout, const ScanGrads& g) {
 
 template <typename T>
 struct BwdStage {
-  T *u, *delta, *z, *g, *B, *C;
+  T *u, *delta, *z, *g, *B, *C;  // B and C adjacent
 };
 template <typename T>
 __device__ __forceinline__ BwdStage<T> bwd_stage_at(T* base, int k) {
@@ -510,58 +573,45 @@ __device__ __forceinline__ BwdStage<T> bwd_stage_at(T* base, int k) {
 template <typename T>
 __device__ __forceinline__ void bwd_issue(const ScanArgs& a, const View3& gout, bool with_z, T* base, int b, int e0,
                                           int k) {
-  constexpr int vec = 16 / sizeof(T);
-  constexpr int row_vecs = kBwdChannels / vec, bc_vecs = kBwdState / vec;
-  constexpr int per_t = 4 * row_vecs + 2 * bc_vecs;
   const BwdStage<T> s = bwd_stage_at(base, k);
-  const int t0 = k * kChunk;
-  for (int i = threadIdx.x; i < kChunk * per_t; i += kBwdThreads) {
-    const int t = i / per_t, j = i - t * per_t;
-    const bool in_time = t0 + t < a.L;
-    const int64_t tt = in_time ? t0 + t : 0;
-    const View3* v;
-    T* dst;
-    int64_t col;
-    bool valid = in_time;
-    if (j < 4 * row_vecs) {
-      const int which = j / row_vecs, c = (j - which * row_vecs) * vec;
-      v = which == 0 ? &a.u : which == 1 ? &a.delta : which == 2 ? &a.z : &gout;
-      dst = (which == 0 ? s.u : which == 1 ? s.delta : which == 2 ? s.z : s.g) + t * kBwdChannels + c;
-      col = e0 + c;
-      valid = valid && e0 + c < a.E && (which != 2 || with_z);
-    } else {
-      const int jj = j - 4 * row_vecs, which = jj / bc_vecs, n = (jj - which * bc_vecs) * vec;
-      v = which == 0 ? &a.B : &a.C;
-      dst = (which == 0 ? s.B : s.C) + t * kBwdState + n;
-      col = n;
-    }
-    const T* src = static_cast<const T*>(v->data) + (valid ? b * v->s_batch + col + tt * v->s_time : 0);
-    cp_async16(dst, valid ? static_cast<const void*>(src) : a.u.data, valid);  // size 0: nothing read
-  }
+  const int t0 = k * kChunk, cols = a.E - e0;
+  constexpr int R = kChunk, W = kBwdChannels, P = kBwdThreads;
+  copy_rows_async<T, R, W, P>(s.u, a.u.data, b * a.u.s_batch + e0, a.u.s_time, cols, t0, a.L);
+  copy_rows_async<T, R, W, P>(s.delta, a.delta.data, b * a.delta.s_batch + e0, a.delta.s_time, cols, t0, a.L);
+  if (with_z) copy_rows_async<T, R, W, P>(s.z, a.z.data, b * a.z.s_batch + e0, a.z.s_time, cols, t0, a.L);
+  copy_rows_async<T, R, W, P>(s.g, gout.data, b * gout.s_batch + e0, gout.s_time, cols, t0, a.L);
+  copy_rows_async<T, R, kBwdState, P>(s.B, a.B.data, b * a.B.s_batch, a.B.s_time, kBwdState, t0, a.L);
+  copy_rows_async<T, R, kBwdState, P>(s.C, a.C.data, b * a.C.s_batch, a.C.s_time, kBwdState, t0, a.L);
 }
 
 template <typename T>
 __global__ void __launch_bounds__(kBwdThreads, 4) scan_bwd_pipe_kernel(ScanArgs a, View3 gout, BwdOut o,
                                                                        const float* chunk_states) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  constexpr int NT = kBwdNT;
+  constexpr int NT = kBwdNT, W = kBwdChannels;
+  constexpr int V = kVec<T>, kRowVecs = W / V;
+  static_assert(kBwdThreads % kRowVecs == 0, "a thread's items keep one channel vector");
   T* stages = reinterpret_cast<T*>(smem_raw);
+  // Working rows, [step][channel] fp32.
   float* s_dt = reinterpret_cast<float*>(smem_raw + static_cast<size_t>(kBwdStages) * kBwdStageElems * sizeof(T));
-  float* s_u = s_dt + kBwdChannels * kRowLd;
-  float* s_gy = s_u + kBwdChannels * kRowLd;  // gy, then du
-  float* s_zf = s_gy + kBwdChannels * kRowLd; // zf, then dz
-  float* s_B = s_zf + kBwdChannels * kRowLd;  // [kChunk][N]
+  float* s_u = s_dt + kChunk * W;
+  float* s_gy = s_u + kChunk * W;   // gy, then du
+  float* s_zf = s_gy + kChunk * W;  // zf, then dz
+  float* s_B = s_zf + kChunk * W;   // [kChunk][N], then C
   float* s_C = s_B + kChunk * kBwdState;
-  float* s_ck = s_C + kChunk * kBwdState;     // [sub][NT][threads]
+  float* s_ck = s_C + kChunk * kBwdState;                       // [sub][NT][threads]
   float* s_xw = s_ck + (kChunk / kPipeSub) * NT * kBwdThreads;  // [step in sub][warp][lane]
 
-  const int b = blockIdx.y, e0 = blockIdx.x * kBwdChannels;
-  const int rows = min(kBwdChannels, a.E - e0);
+  const int b = blockIdx.y, e0 = blockIdx.x * W;
+  const int rows = min(W, a.E - e0);
   const int c = threadIdx.x / kBwdTpc, g = threadIdx.x % kBwdTpc, n0 = g * NT;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int e = e0 + c;
   const bool active = c < rows;
   const bool with_z = a.z.data != nullptr;
+  // The channel vector of this thread's items in the row passes.
+  const int cv = (threadIdx.x % kRowVecs) * V;
+  const bool cv_in = cv < rows;  // whole vectors: E % V == 0
   float A[NT], A2[NT], gA[NT], gh[NT];
 #pragma unroll
   for (int j = 0; j < NT; ++j) {
@@ -582,28 +632,39 @@ __global__ void __launch_bounds__(kBwdThreads, 4) scan_bwd_pipe_kernel(ScanArgs 
     __syncthreads();  // the previous chunk is done with the working rows and with stage (k-1) & 1
     if (k > 0) bwd_issue<T>(a, gout, with_z, stages, b, e0, k - 1);
     cp_async_commit();
-    cp_async_wait_all_but_one();
+    cp_async_wait<1>();
     __syncthreads();  // chunk k landed for every thread
     {
+      // 1. The raw chunk into fp32 rows, one (step, channel vector) item at a time.
       const BwdStage<T> st = bwd_stage_at(stages, k);
-      for (int i = threadIdx.x; i < kChunk * kBwdChannels; i += kBwdThreads) {
-        const int t = i / kBwdChannels, cc = i % kBwdChannels;
-        const float x = to_float(st.delta[i]) + (a.bias && e0 + cc < a.E ? a.bias[e0 + cc] : 0.f);
-        const float gv = to_float(st.g[i]);
-        float gy = gv, zf = 0.f;
-        if (with_z) {
-          const float zv = to_float(st.z[i]), sg = sigmoid(zv);
-          gy = gv * zv * sg;
-          zf = gv * sg * (1.f + zv * (1.f - sg));
+      for (int i = threadIdx.x; i < kChunk * kRowVecs; i += kBwdThreads) {
+        const int t = i / kRowVecs, o_ = t * W + cv;
+        float dv[V], gv[V], zv[V], uv[V], gy[V], zf[V];
+        load_vec(st.delta + o_, dv);
+        load_vec(st.g + o_, gv);
+        load_vec(st.u + o_, uv);
+        if (with_z) load_vec(st.z + o_, zv);
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          const float x = dv[j] + (a.bias && cv_in ? a.bias[e0 + cv + j] : 0.f);  // cached after the first chunk
+          dv[j] = a.softplus ? softplus(x) : x;
+          gy[j] = gv[j];
+          zf[j] = 0.f;
+          if (with_z) {
+            const float sg = sigmoid(zv[j]);
+            gy[j] = gv[j] * zv[j] * sg;
+            zf[j] = gv[j] * sg * (1.f + zv[j] * (1.f - sg));
+          }
         }
-        s_dt[cc * kRowLd + t] = a.softplus ? softplus(x) : x;
-        s_u[cc * kRowLd + t] = to_float(st.u[i]);
-        s_gy[cc * kRowLd + t] = gy;
-        s_zf[cc * kRowLd + t] = zf;
+        store_f32<V>(s_dt + o_, dv);
+        store_f32<V>(s_u + o_, uv);
+        store_f32<V>(s_gy + o_, gy);
+        store_f32<V>(s_zf + o_, zf);
       }
-      for (int i = threadIdx.x; i < kChunk * kBwdState; i += kBwdThreads) {
-        s_B[i] = to_float(st.B[i]);
-        s_C[i] = to_float(st.C[i]);
+      for (int i = threadIdx.x; i < 2 * kChunk * kBwdState / V; i += kBwdThreads) {
+        float x[V];
+        load_vec(st.B + i * V, x);
+        store_f32<V>(s_B + i * V, x);
       }
     }
     float h[NT];
@@ -614,36 +675,24 @@ __global__ void __launch_bounds__(kBwdThreads, 4) scan_bwd_pipe_kernel(ScanArgs 
     }
     __syncthreads();
 
-    // 2. Recompute the chunk: the state before each sub-chunk, and y for the z gradient.
-    const float* my_dt = s_dt + c * kRowLd;
-    const float* my_u = s_u + c * kRowLd;
+    // 2. Recompute the chunk's states up to its last sub-chunk: the state before each sub-chunk.
+    const int nsub = (len + kPipeSub - 1) / kPipeSub;
 #pragma unroll 4
-    for (int t = 0; t < len; ++t) {
+    for (int t = 0; t < (nsub - 1) * kPipeSub; ++t) {
       if (t % kPipeSub == 0) {
 #pragma unroll
         for (int j = 0; j < NT; ++j) s_ck[((t / kPipeSub) * NT + j) * kBwdThreads + threadIdx.x] = h[j];
       }
-      const float dt = my_dt[t], uu = my_u[t], dtu = dt * uu;
+      const float dt = s_dt[t * W + c], dtu = dt * s_u[t * W + c];
       const float4 Bt = *reinterpret_cast<const float4*>(s_B + t * kBwdState + n0);
-      const float4 Ct = *reinterpret_cast<const float4*>(s_C + t * kBwdState + n0);
-      const float Bv[NT] = {Bt.x, Bt.y, Bt.z, Bt.w}, Cv[NT] = {Ct.x, Ct.y, Ct.z, Ct.w};
-      float y = 0.f;
+      const float Bv[NT] = {Bt.x, Bt.y, Bt.z, Bt.w};
 #pragma unroll
-      for (int j = 0; j < NT; ++j) {
-        h[j] = fast_exp2(dt * A2[j]) * h[j] + dtu * Bv[j];
-        y += Cv[j] * h[j];
-      }
-      if (with_z) {
-        y += __shfl_xor_sync(0xffffffffu, y, 1);
-        y += __shfl_xor_sync(0xffffffffu, y, 2);
-        __syncwarp();
-        if (g == 0) s_zf[c * kRowLd + t] *= y + Dv * uu;
-      }
+      for (int j = 0; j < NT; ++j) h[j] = fast_exp2(dt * A2[j]) * h[j] + dtu * Bv[j];
     }
-    __syncthreads();
+#pragma unroll
+    for (int j = 0; j < NT; ++j) s_ck[((nsub - 1) * NT + j) * kBwdThreads + threadIdx.x] = h[j];
 
     // 3. Sub-chunks from the last, walked backwards.
-    const int nsub = (len + kPipeSub - 1) / kPipeSub;
     for (int s = nsub - 1; s >= 0; --s) {
       const int ts = s * kPipeSub;
       float hb[NT], hs[kPipeSub][NT], dec[kPipeSub][NT];
@@ -656,7 +705,7 @@ __global__ void __launch_bounds__(kBwdThreads, 4) scan_bwd_pipe_kernel(ScanArgs 
 #pragma unroll
         for (int i = 0; i < kPipeSub; ++i) {
           const int t = min(ts + i, len - 1);  // steps past len are computed and never used
-          const float dt = my_dt[t], dtu = dt * my_u[t];
+          const float dt = s_dt[t * W + c], dtu = dt * s_u[t * W + c];
           const float4 Bt = *reinterpret_cast<const float4*>(s_B + t * kBwdState + n0);
           const float Bv[NT] = {Bt.x, Bt.y, Bt.z, Bt.w};
 #pragma unroll
@@ -671,13 +720,15 @@ __global__ void __launch_bounds__(kBwdThreads, 4) scan_bwd_pipe_kernel(ScanArgs 
       for (int i = kPipeSub - 1; i >= 0; --i) {
         const int t = ts + i;
         if (t >= len) continue;  // uniform across the block
-        const float gy = s_gy[c * kRowLd + t], dt = my_dt[t], uu = my_u[t], dtu = dt * uu;
+        const int r = t * W + c;
+        const float gy = s_gy[r], dt = s_dt[r], uu = s_u[r], dtu = dt * uu;
         const float4 Bt = *reinterpret_cast<const float4*>(s_B + t * kBwdState + n0);
         const float4 Ct = *reinterpret_cast<const float4*>(s_C + t * kBwdState + n0);
         const float Bv[NT] = {Bt.x, Bt.y, Bt.z, Bt.w}, Cv[NT] = {Ct.x, Ct.y, Ct.z, Ct.w};
-        float sA = 0.f, sB = 0.f, x[2 * NT];  // x: this channel's dB (0..3) and dC (4..7)
+        float sA = 0.f, sB = 0.f, y = 0.f, x[2 * NT];  // x: this channel's dB (0..3) and dC (4..7)
 #pragma unroll
         for (int j = 0; j < NT; ++j) {
+          y += Cv[j] * hs[i][j];
           gh[j] += gy * Cv[j];
           x[NT + j] = gy * hs[i][j];
           const float hp = i > 0 ? hs[i > 0 ? i - 1 : 0][j] : hb[j];
@@ -703,19 +754,23 @@ __global__ void __launch_bounds__(kBwdThreads, 4) scan_bwd_pipe_kernel(ScanArgs 
           }
         }
         s_xw[(i * kBwdWarps + warp) * 32 + lane] = x[0];
+        // Sums over the channel's 4 lanes (every lane gets them).
         sA += __shfl_xor_sync(0xffffffffu, sA, 1);
         sB += __shfl_xor_sync(0xffffffffu, sB, 1);
+        y += __shfl_xor_sync(0xffffffffu, y, 1);
         sA += __shfl_xor_sync(0xffffffffu, sA, 2);
         sB += __shfl_xor_sync(0xffffffffu, sB, 2);
+        y += __shfl_xor_sync(0xffffffffu, y, 2);
+        const float gdt = sA + sB * uu;
+        // softplus'(x) = sigmoid(x) = 1 - exp(-softplus(x)), from dt itself.
+        const float gpre = a.softplus ? gdt * one_minus_exp_neg(dt) : gdt;
+        gD += gy * uu;
+        gbias += gpre;
         __syncwarp();  // the channel's lanes have read gy and dt before lane 0 overwrites them
         if (g == 0) {
-          const float gdt = sA + sB * uu;
-          // softplus'(x) = sigmoid(x) = 1 - exp(-softplus(x)), from dt itself.
-          const float gpre = a.softplus ? gdt * one_minus_exp_neg(dt) : gdt;
-          s_dt[c * kRowLd + t] = gpre;
-          s_gy[c * kRowLd + t] = sB * dt + gy * Dv;
-          gD += gy * uu;
-          gbias += gpre;
+          s_dt[r] = gpre;
+          s_gy[r] = sB * dt + gy * Dv;
+          s_zf[r] *= y + Dv * uu;  // zf * (y + D u): dz
         }
       }
       __syncthreads();
@@ -734,13 +789,21 @@ __global__ void __launch_bounds__(kBwdThreads, 4) scan_bwd_pipe_kernel(ScanArgs 
       __syncthreads();
     }
 
-    // 4. This chunk's du, d delta and dz.
-    for (int i = threadIdx.x; i < len * kBwdChannels; i += kBwdThreads) {
-      const int t = i / kBwdChannels, cc = i % kBwdChannels;
-      if (cc >= rows) continue;
-      store<T>(o.u, b, e0 + cc, t0 + t, s_gy[cc * kRowLd + t]);
-      store<T>(o.delta, b, e0 + cc, t0 + t, s_dt[cc * kRowLd + t]);
-      if (o.z.data) store<T>(o.z, b, e0 + cc, t0 + t, s_zf[cc * kRowLd + t]);
+    // 4. This chunk's du, d delta and dz, one 16-byte store per item and gradient.
+    if (cv_in) {
+      for (int i = threadIdx.x; i < len * kRowVecs; i += kBwdThreads) {
+        const int t = i / kRowVecs, r = t * W + cv;
+        const int col = e0 + cv;
+        float x[V];
+        load_f32<V>(s_gy + r, x);
+        store_vec(static_cast<T*>(o.u.data) + b * o.u.s_batch + col + (t0 + t) * o.u.s_time, x);
+        load_f32<V>(s_dt + r, x);
+        store_vec(static_cast<T*>(o.delta.data) + b * o.delta.s_batch + col + (t0 + t) * o.delta.s_time, x);
+        if (o.z.data) {
+          load_f32<V>(s_zf + r, x);
+          store_vec(static_cast<T*>(o.z.data) + b * o.z.s_batch + col + (t0 + t) * o.z.s_time, x);
+        }
+      }
     }
   }
   if (active) {
