@@ -103,10 +103,25 @@ AutocastScope::~AutocastScope() {
   at::autocast::clear_cache();
 }
 
+#ifdef SAMBA_WITH_CUDA
+namespace {
+// The caching allocator's statistics exist once CUDA is initialised: before the process's
+// first CUDA tensor they throw "Invalid device argument". An empty tensor initialises it.
+void ensure_cuda_initialised(const torch::Device& device) {
+  static const bool done = [&] {
+    (void)torch::empty({0}, torch::TensorOptions().device(device));
+    return true;
+  }();
+  (void)done;
+}
+}  // namespace
+#endif
+
 MemoryStats memory_stats(const torch::Device& device) {
   MemoryStats m;
 #ifdef SAMBA_WITH_CUDA
   if (device.is_cuda()) {
+    ensure_cuda_initialised(device);
     namespace alloc = c10::cuda::CUDACachingAllocator;
     const auto stats = alloc::getDeviceStats(device.index());
     constexpr size_t kAggregate = 0;  // StatType::AGGREGATE: small and large pools together
@@ -125,6 +140,7 @@ MemoryStats memory_stats(const torch::Device& device) {
 void reset_peak_memory(const torch::Device& device) {
 #ifdef SAMBA_WITH_CUDA
   if (device.is_cuda()) {
+    ensure_cuda_initialised(device);
     c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
     return;
   }
