@@ -25,7 +25,10 @@ AdamW::AdamW(dist::FlatParameters& flat, std::vector<std::pair<int64_t, int64_t>
   }
   exp_avg_ = torch::zeros({total}, flat.params().options());
   exp_avg_sq_ = torch::zeros({total}, flat.params().options());
+  updates_ = torch::zeros({}, flat.params().options().dtype(torch::kFloat64));
 }
+
+int64_t AdamW::steps_taken() const { return static_cast<int64_t>(updates_.item<double>()); }
 
 torch::Tensor AdamW::grad_sq_sum() const {
   torch::NoGradGuard no_grad;
@@ -39,11 +42,33 @@ torch::Tensor AdamW::grad_sq_sum() const {
 
 void AdamW::step(double lr, double grad_scale) {
   torch::NoGradGuard no_grad;
-  ++step_;
-  const double bc1 = 1.0 - std::pow(cfg_.beta1, static_cast<double>(step_));
-  const double bc2 = 1.0 - std::pow(cfg_.beta2, static_cast<double>(step_));
-  const double step_size = lr / bc1;
-  const double inv_sqrt_bc2 = 1.0 / std::sqrt(bc2);
+  auto control = torch::tensor({grad_scale, 1.0}, torch::kFloat64).to(updates_.device());
+  step(lr, control);
+}
+
+void AdamW::step(double lr, const torch::Tensor& control) {
+  torch::NoGradGuard no_grad;
+  check(control.numel() == 2 && control.device() == updates_.device(),
+        "AdamW::step: control must be {grad_scale, apply} on the parameters' device");
+  // Bias corrections from the count of applied updates, in float64 on the device:
+  //   step_size = lr / (1 - beta1^t), inv_sqrt_bc2 = 1 / sqrt(1 - beta2^t).
+  const auto c = control.to(torch::kFloat64);
+  const auto apply = (c[1] != 0).to(torch::kFloat64);
+  const auto t = updates_ + apply;
+  const auto tc = t.clamp_min(1.0);  // a skipped first step: the values are unused
+  const auto bc1 = 1.0 - torch::pow(cfg_.beta1, tc), bc2 = 1.0 - torch::pow(cfg_.beta2, tc);
+  const auto coeffs = torch::stack({c[0], lr / bc1, bc2.rsqrt(), apply});  // float64, on the device
+  updates_.copy_(t);
+#ifdef SAMBA_WITH_CUDA
+  torch::Tensor coeffs32;
+  if (updates_.is_cuda()) coeffs32 = coeffs.to(torch::kFloat32);
+#endif
+  double host[4] = {0, 0, 0, 0};
+  if (!updates_.is_cuda()) {  // the CPU path reads them (no device to wait for)
+    std::memcpy(host, coeffs.data_ptr<double>(), sizeof host);
+    if (host[3] == 0) return;
+  }
+  const double grad_scale = host[0], step_size = host[1], inv_sqrt_bc2 = host[2];
   for (size_t i = 0; i < ranges_.size(); ++i) {
     const auto [lo, hi] = ranges_[i];
     auto p = flat_.params().narrow(0, lo, hi - lo);
@@ -52,7 +77,8 @@ void AdamW::step(double lr, double grad_scale) {
     auto v = exp_avg_sq_.narrow(0, range_offset_[i], hi - lo);
 #ifdef SAMBA_WITH_CUDA
     if (p.is_cuda()) {
-      // One fused pass over the range (the same arithmetic as below, in fp32).
+      // One fused pass over the range (the same arithmetic as below, in fp32), its scale,
+      // bias corrections and skip flag read on the device.
       kernels::cuda::AdamWArgs a;
       a.param = p.data_ptr<float>();
       a.grad = g.data_ptr<float>();
@@ -64,9 +90,7 @@ void AdamW::step(double lr, double grad_scale) {
       a.beta2 = static_cast<float>(cfg_.beta2);
       a.eps = static_cast<float>(cfg_.eps);
       a.weight_decay = static_cast<float>(cfg_.weight_decay);
-      a.step_size = static_cast<float>(step_size);
-      a.inv_sqrt_bc2 = static_cast<float>(inv_sqrt_bc2);
-      a.grad_scale = static_cast<float>(grad_scale);
+      a.control = coeffs32.data_ptr<float>();
       const char* err = kernels::cuda::adamw_flat(a, c10::cuda::getCurrentCUDAStream(p.device().index()).stream());
       check(err == nullptr, "AdamW CUDA kernel failed: ", err ? err : "");
       continue;
@@ -127,7 +151,7 @@ void AdamW::load_state(const std::vector<SavedOptimizerShard>& shards, int64_t s
   torch::NoGradGuard no_grad;
   exp_avg_.copy_(m_host);
   exp_avg_sq_.copy_(v_host);
-  step_ = steps_taken;
+  updates_.fill_(static_cast<double>(steps_taken));
 }
 
 double learning_rate(const OptimizerConfig& cfg, int64_t step, int64_t total_steps) {

@@ -40,6 +40,7 @@ class Trainer {
 
  private:
   StepOutcome train_step();
+  bool drain();
   void save(const char* reason);
   void claim_run_dir();
   void check_recipe_changes(const std::string& checkpoint, const std::string& saved_recipe);
@@ -67,6 +68,14 @@ class Trainer {
   int64_t accum_ = 1, total_steps_ = 1, tokens_per_step_ = 0;
   TrainResult result_;
   double first_loss_ = std::numeric_limits<double>::quiet_NaN();  // this process's first finite step
+  // Steps whose statistics are still on the device (read by drain()).
+  struct PendingStep {
+    torch::Tensor stats;
+    int64_t step, tokens;
+    double lr, comm_exposed_s;
+  };
+  std::vector<PendingStep> pending_;
+  std::chrono::steady_clock::time_point last_drain_ = std::chrono::steady_clock::now();
 };
 
 Trainer::Trainer(const TrainConfig& cfg, const TrainOptions& options)
@@ -239,7 +248,10 @@ void Trainer::check_recipe_changes(const std::string& checkpoint, const std::str
 
 // One optimizer step over the global batch: micro-batches with gradient accumulation, the
 // reduction overlapping the last backward, one small all-reduce that makes every rank agree on
-// the loss, the gradient norm, non-finite values and stop signals, then the update.
+// the loss, the gradient norm, non-finite values and stop signals, then the update. Nothing
+// here waits for the device: the clip scale and the skip decision are computed there, and the
+// host reads the step's statistics later (drain()), so it queues the next step while the
+// device still works on this one.
 StepOutcome Trainer::train_step() {
   const auto start = std::chrono::steady_clock::now();
   StepOutcome out;
@@ -249,8 +261,17 @@ StepOutcome Trainer::train_step() {
   const bool poison = faults_->poison_loss(state_.step + 1);
   for (int64_t micro = 0; micro < accum_; ++micro) {
     std::vector<int32_t> rows = loader_->next_batch(cfg_.micro_batch);
-    auto batch = torch::from_blob(rows.data(), {cfg_.micro_batch, cfg_.seq_len + 1}, torch::kInt32)
-                     .to(device_, torch::kLong);
+    auto host = torch::from_blob(rows.data(), {cfg_.micro_batch, cfg_.seq_len + 1}, torch::kInt32);
+    torch::Tensor batch;
+    if (device_.is_cuda()) {
+      // Staged in pinned memory and copied asynchronously (the caching host allocator keeps
+      // the staging buffer until the copy has run).
+      auto pinned = torch::empty(host.sizes(), torch::TensorOptions(torch::kInt32).pinned_memory(true));
+      pinned.copy_(host);
+      batch = pinned.to(device_, torch::kInt32, /*non_blocking=*/true).to(torch::kLong);
+    } else {
+      batch = host.to(torch::kLong);
+    }
     torch::Tensor loss;
     {
       runtime::AutocastScope autocast(device_, bf16_);
@@ -270,22 +291,64 @@ StepOutcome Trainer::train_step() {
                               torch::full({}, signals_.received() ? 1.0f : 0.0f, sq.options())});
   comm_->all_reduce(agreed, runtime::ReduceOp::Sum);
   if (!zero1_) agreed[1].copy_(sq);  // replicated gradients: every rank already has the full sum
-  auto host = agreed.to(torch::kCPU, torch::kFloat64);
-  const double* h = host.data_ptr<double>();
-  out.loss = h[0] * scale;
-  out.grad_norm = std::sqrt(h[1]);
-  out.stop_signal = static_cast<int>(h[2]);
+  // On the device, in float64 (the same arithmetic the host did before): the mean loss, the
+  // norm, whether both are finite (else every rank skips the update) and the clip scale.
+  const auto a64 = agreed.to(torch::kFloat64);
+  const auto loss = a64[0] * scale, norm = a64[1].sqrt();
+  const auto apply = torch::isfinite(loss).logical_and(torch::isfinite(norm)).to(torch::kFloat64);
+  const double max_norm = cfg_.optimizer.grad_clip;
+  auto clip = torch::ones_like(norm);
+  if (max_norm > 0) clip = torch::where(norm > max_norm, max_norm / (norm + 1e-6), clip);
   const double lr = learning_rate(cfg_.optimizer, state_.step, total_steps_);
-  if (!std::isfinite(out.loss) || !std::isfinite(out.grad_norm)) {
-    out.skipped = true;
-  } else {
-    const double max_norm = cfg_.optimizer.grad_clip;
-    const double clip = (max_norm > 0 && out.grad_norm > max_norm) ? max_norm / (out.grad_norm + 1e-6) : 1.0;
-    optimizer_->step(lr, clip);
-    if (zero1_) dist::gather_parameter_pieces(*flat_, *comm_);  // each rank updated only its pieces
-  }
+  optimizer_->step(lr, torch::stack({clip, apply}));
+  if (zero1_) dist::gather_parameter_pieces(*flat_, *comm_);  // each rank updated only its pieces (none if skipped)
+  out.stats = torch::stack({loss, norm, a64[2], apply});
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;
+}
+
+// Reads the pending steps' statistics (one device-to-host copy) and does their bookkeeping in
+// step order: skipped-step policy, metrics, first and last loss. True if a stop signal came.
+bool Trainer::drain() {
+  if (pending_.empty()) return false;
+  std::vector<torch::Tensor> stats;
+  for (const auto& p : pending_) stats.push_back(p.stats);
+  const auto host = torch::stack(stats).to(torch::kCPU).contiguous();
+  const double* h = host.data_ptr<double>();
+  const auto now = std::chrono::steady_clock::now();
+  const double per_step = std::chrono::duration<double>(now - last_drain_).count() / static_cast<double>(pending_.size());
+  last_drain_ = now;
+  bool stop = false;
+  for (size_t i = 0; i < pending_.size(); ++i) {
+    const PendingStep& p = pending_[i];
+    StepOutcome o;
+    o.loss = h[4 * i];
+    o.grad_norm = h[4 * i + 1];
+    o.stop_signal = static_cast<int>(h[4 * i + 2]);
+    o.skipped = h[4 * i + 3] == 0;
+    o.seconds = per_step;
+    o.comm_exposed_s = p.comm_exposed_s;
+    if (o.skipped) {
+      ++state_.skipped_in_a_row;
+      check(cfg_.nan_policy == "skip", "step ", p.step, ": non-finite loss or gradient (loss ", o.loss, ", grad norm ",
+            o.grad_norm, "); stopping (nan_policy: stop). Lower the learning rate or resume from the last checkpoint");
+      check(state_.skipped_in_a_row <= cfg_.max_skipped_steps, "step ", p.step, ": ", state_.skipped_in_a_row,
+            " non-finite steps in a row; stopping. Lower the learning rate or check the data");
+      spdlog::warn("step {}: non-finite loss or gradient (loss {}, grad norm {}); skipped this update on every rank",
+                   p.step, o.loss, o.grad_norm);
+    } else {
+      state_.skipped_in_a_row = 0;
+    }
+    result_.last_loss = o.loss;
+    if (!o.skipped && !std::isfinite(first_loss_)) first_loss_ = o.loss;
+    TrainState at;
+    at.step = p.step;
+    at.tokens = p.tokens;
+    metrics_->step(at, o, p.lr, tokens_per_step_);
+    stop = stop || o.stop_signal != 0;
+  }
+  pending_.clear();
+  return stop;
 }
 
 void Trainer::save(const char* reason) {
@@ -307,28 +370,25 @@ TrainResult Trainer::run() {
   };
 
   while (state_.step < total_steps_) {
-    const StepOutcome outcome = train_step();
     const double lr = learning_rate(cfg_.optimizer, state_.step, total_steps_);
-    if (outcome.skipped) {
-      ++state_.skipped_in_a_row;
-      check(cfg_.nan_policy == "skip", "step ", state_.step + 1, ": non-finite loss or gradient (loss ", outcome.loss,
-            ", grad norm ", outcome.grad_norm, "); stopping (nan_policy: stop). Lower the learning rate or resume from the last checkpoint");
-      check(state_.skipped_in_a_row <= cfg_.max_skipped_steps, "step ", state_.step + 1, ": ", state_.skipped_in_a_row,
-            " non-finite steps in a row; stopping. Lower the learning rate or check the data");
-      spdlog::warn("step {}: non-finite loss or gradient (loss {}, grad norm {}); skipping this update on every rank",
-                   state_.step + 1, outcome.loss, outcome.grad_norm);
-    } else {
-      state_.skipped_in_a_row = 0;
-    }
+    const StepOutcome outcome = train_step();
     state_.step += 1;
     state_.tokens += tokens_per_step_;
-    result_.last_loss = outcome.loss;
-    if (!outcome.skipped && !std::isfinite(first_loss_)) first_loss_ = outcome.loss;
-    metrics_->step(state_, outcome, lr, tokens_per_step_);
+    pending_.push_back({outcome.stats, state_.step, state_.tokens, lr, outcome.comm_exposed_s});
+
+    // The device's statistics are read once per log interval, and before anything that needs
+    // them: evaluation, checkpoints (skipped-step count), stopping. Every rank reads at the
+    // same steps, so a stop signal (all-reduced with each step) stops them all after one step.
+    const bool eval_due = cfg_.eval_every > 0 && state_.step % cfg_.eval_every == 0 && state_.step < total_steps_;
+    const bool stop_after = options_.stop_after_steps > 0 && state_.step - first_step >= options_.stop_after_steps;
+    const bool ckpt_due = checkpointer_->due(state_.step) && state_.step < total_steps_;
+    bool stop_signal = false;
+    if (state_.step % cfg_.log_every == 0 || state_.step == total_steps_ || eval_due || stop_after || ckpt_due)
+      stop_signal = drain();
     faults_->maybe_exit_after(state_.step);
 
-    if (cfg_.eval_every > 0 && state_.step % cfg_.eval_every == 0 && state_.step < total_steps_) evaluate();
-    if (outcome.stop_signal) {
+    if (eval_due) evaluate();
+    if (stop_signal) {
       const int mine = signals_.received();
       const std::string what = mine ? StopSignals::name(mine) : std::string("a stop signal on another rank");
       spdlog::warn("received {}: writing a checkpoint and stopping", what);
@@ -336,11 +396,11 @@ TrainResult Trainer::run() {
       result_.interrupted = true;
       break;
     }
-    if (options_.stop_after_steps > 0 && state_.step - first_step >= options_.stop_after_steps) {
+    if (stop_after) {
       save("stop_after_steps");
       break;
     }
-    if (checkpointer_->due(state_.step) && state_.step < total_steps_) save("periodic");
+    if (ckpt_due) save("periodic");
   }
   metrics_->finish();
   result_.steps = state_.step;

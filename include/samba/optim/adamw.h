@@ -43,7 +43,12 @@ class AdamW {
   // One update with learning rate `lr` using the gradients in the flat buffer scaled by
   // `grad_scale` (clipping). Only this rank's ranges change.
   void step(double lr, double grad_scale = 1.0);
-  int64_t steps_taken() const { return step_; }
+  // The same update decided on the device, with no host synchronisation: `control` is a
+  // tensor {grad_scale, apply} on the parameters' device; apply == 0 skips the update
+  // (parameters, moments and the step count stay as they are).
+  void step(double lr, const torch::Tensor& control);
+  // Updates applied so far (the bias corrections' t); reads the device counter.
+  int64_t steps_taken() const;
 
   // This rank's moments (flat, CPU copies) and their logical spans.
   torch::Tensor exp_avg() const { return exp_avg_; }
@@ -60,7 +65,7 @@ class AdamW {
   std::vector<int64_t> range_offset_;  // offset of each range in the moment buffers
   OptimizerConfig cfg_;
   torch::Tensor exp_avg_, exp_avg_sq_;
-  int64_t step_ = 0;
+  torch::Tensor updates_;  // float64 scalar on the parameters' device: updates applied
 };
 
 // Linear warmup over warmup_fraction of total_steps, then cosine from lr to min_lr.

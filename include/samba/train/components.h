@@ -41,8 +41,10 @@ struct TrainState {
   static TrainState from_json(const nlohmann::json& j, const std::string& where);
 };
 
-// What one optimizer step produced, agreed by every rank.
+// What one optimizer step produced, agreed by every rank. The trainer keeps `stats` on the
+// device and reads the steps of a log interval at once (one host synchronisation).
 struct StepOutcome {
+  torch::Tensor stats;        // float64 on the device: {loss, grad_norm, stop_signal, applied}
   double loss = 0;            // mean over the global batch
   double grad_norm = 0;       // before clipping
   bool skipped = false;       // non-finite loss or gradient somewhere: no update anywhere

@@ -19,9 +19,19 @@ __device__ __forceinline__ void update(float& p, float g, float& m, float& v, co
   p -= c.step_size * m / (sqrtf(v) * c.inv_sqrt_bc2 + c.eps);
 }
 
+// The device-decided coefficients, if any; false: skip the update.
+__device__ __forceinline__ bool take_control(const float* control, Coeffs& c) {
+  if (control == nullptr) return true;
+  c.grad_scale = control[0];
+  c.step_size = control[1];
+  c.inv_sqrt_bc2 = control[2];
+  return control[3] != 0.f;
+}
+
 // Four elements per thread with 16-byte loads; the buffers' ranges are 16-element aligned.
 __global__ void adamw_vec4(float4* __restrict__ p, const float4* __restrict__ g, float4* __restrict__ m,
-                           float4* __restrict__ v, int64_t n4, Coeffs c) {
+                           float4* __restrict__ v, int64_t n4, Coeffs c, const float* control) {
+  if (!take_control(control, c)) return;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n4;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     float4 pp = p[i], gg = g[i], mm = m[i], vv = v[i];
@@ -36,7 +46,8 @@ __global__ void adamw_vec4(float4* __restrict__ p, const float4* __restrict__ g,
 }
 
 __global__ void adamw_scalar(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
-                             float* __restrict__ v, int64_t n, Coeffs c) {
+                             float* __restrict__ v, int64_t n, Coeffs c, const float* control) {
+  if (!take_control(control, c)) return;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     update(p[i], g[i], m[i], v[i], c);
@@ -59,9 +70,9 @@ const char* adamw_flat(const AdamWArgs& a, void* stream) {
   if (vec)
     adamw_vec4<<<blocks, kThreads, 0, s>>>(reinterpret_cast<float4*>(a.param), reinterpret_cast<const float4*>(a.grad),
                                            reinterpret_cast<float4*>(a.exp_avg), reinterpret_cast<float4*>(a.exp_avg_sq),
-                                           work, c);
+                                           work, c, a.control);
   else
-    adamw_scalar<<<blocks, kThreads, 0, s>>>(a.param, a.grad, a.exp_avg, a.exp_avg_sq, work, c);
+    adamw_scalar<<<blocks, kThreads, 0, s>>>(a.param, a.grad, a.exp_avg, a.exp_avg_sq, work, c, a.control);
   const cudaError_t err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }

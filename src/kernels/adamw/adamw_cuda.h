@@ -16,6 +16,10 @@ struct AdamWArgs {
   float step_size = 0;     // lr / (1 - beta1^t)
   float inv_sqrt_bc2 = 1;  // 1 / sqrt(1 - beta2^t)
   float grad_scale = 1;    // clipping
+  // When set: {grad_scale, step_size, inv_sqrt_bc2, apply} read on the device (the step decided
+  // there, no host synchronisation) in place of the three fields above; apply == 0 leaves
+  // parameters and moments as they are (a skipped step).
+  const float* control = nullptr;
 };
 
 // nullptr on success, else CUDA's error string.
