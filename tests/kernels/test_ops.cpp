@@ -68,6 +68,28 @@ TEST(LinearCrossEntropy, ModelLossEqualsCrossEntropyOfLogits) {
   }
 }
 
+// Without gradients (evaluation) the LM-head loss skips its gradient matmuls; the loss is the
+// same number as in training, ignored targets and a partial last chunk included.
+TEST(LinearCrossEntropy, LossWithoutGradientsEqualsTheTrainingLoss) {
+  torch::manual_seed(10);
+  auto h = torch::randn({3, 5, 16}).requires_grad_();
+  auto w = (torch::randn({37, 16}) * 0.3).requires_grad_();
+  auto t = torch::randint(37, {3, 5}, torch::kLong);
+  t[1][2] = -1;
+  const auto trained = samba::kernels::linear_cross_entropy(h, w, t, -1, /*chunk=*/4);
+  torch::Tensor no_grad, detached;
+  {
+    torch::NoGradGuard guard;
+    no_grad = samba::kernels::linear_cross_entropy(h, w, t, -1, 4);
+  }
+  detached = samba::kernels::linear_cross_entropy(h.detach(), w.detach(), t, -1, 4);
+  EXPECT_TRUE(trained.requires_grad());
+  EXPECT_FALSE(no_grad.requires_grad());
+  EXPECT_TRUE(torch::equal(trained.detach(), no_grad)) << trained.item<double>() << " vs " << no_grad.item<double>();
+  EXPECT_TRUE(torch::equal(trained.detach(), detached));
+  EXPECT_NEAR(trained.item<double>(), samba::kernels::linear_cross_entropy_reference(h, w, t, -1).item<double>(), 1e-5);
+}
+
 }  // namespace
 
 #include "samba/model/layers/mlp.h"
