@@ -382,8 +382,12 @@ TrainResult Trainer::run() {
     const bool eval_due = cfg_.eval_every > 0 && state_.step % cfg_.eval_every == 0 && state_.step < total_steps_;
     const bool stop_after = options_.stop_after_steps > 0 && state_.step - first_step >= options_.stop_after_steps;
     const bool ckpt_due = checkpointer_->due(state_.step) && state_.step < total_steps_;
+    // At least every kMaxPendingSteps steps, so a stop signal is not left waiting for a long
+    // log interval (SLURM's grace period); the same steps on every rank.
+    constexpr size_t kMaxPendingSteps = 32;
     bool stop_signal = false;
-    if (state_.step % cfg_.log_every == 0 || state_.step == total_steps_ || eval_due || stop_after || ckpt_due)
+    if (state_.step % cfg_.log_every == 0 || state_.step == total_steps_ || eval_due || stop_after || ckpt_due ||
+        pending_.size() >= kMaxPendingSteps)
       stop_signal = drain();
     faults_->maybe_exit_after(state_.step);
 
