@@ -358,6 +358,7 @@ void Trainer::save(const char* reason) {
                                 {"model_name", cfg_.model.name}};
   state_.cursor = loader_->cursor();
   result_.last_checkpoint = checkpointer_->save(state_, *model_, *optimizer_, zero1_, extra, reason);
+  last_drain_ = std::chrono::steady_clock::now();  // the next steps' time excludes the save
 }
 
 TrainResult Trainer::run() {
@@ -367,7 +368,9 @@ TrainResult Trainer::run() {
     result_.val_loss = r.loss;
     result_.val_ppl = r.ppl;
     metrics_->eval(state_, r.loss, r.ppl, r.tokens, dataset_.unigram_val_ppl);
+    last_drain_ = std::chrono::steady_clock::now();  // the next steps' time excludes the evaluation
   };
+  last_drain_ = std::chrono::steady_clock::now();
 
   while (state_.step < total_steps_) {
     const double lr = learning_rate(cfg_.optimizer, state_.step, total_steps_);
