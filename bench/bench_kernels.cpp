@@ -115,7 +115,9 @@ int main(int argc, char** argv) {
   {
     auto x = torch::randn({batch, L, E}, a).transpose(1, 2).detach().requires_grad_();
     auto w = torch::randn({E, 4}, f).requires_grad_(), b = torch::randn({E}, f).requires_grad_();
-    auto go = torch::randn({batch, E, L}, a);
+    // The output gradient in the layer's layout too (channels contiguous, as x_proj's and the
+    // scan's input gradients come back).
+    auto go = torch::randn({batch, L, E}, a).transpose(1, 2);
     const double fwd = median_ms(dev, reps, [&] {
       torch::NoGradGuard ng;
       K::causal_conv1d(x, w, b, true);

@@ -131,6 +131,46 @@ TEST(CausalConv1dGpu, BackwardIsBitwiseDeterministicAndStateMatches) {
   EXPECT_TRUE(torch::equal(state, x.detach().narrow(2, 774, 3)));
 }
 
+// The Mamba layer's layout (channels contiguous: x, y and both gradients), which takes the
+// vectorised kernels when the channels come in whole 4-vectors (C = 200) and the first ones
+// otherwise (C = 202): a length that is a multiple of neither the chunk nor the load batch,
+// widths 4 and 3, with and without an initial state, both element types, against fp64.
+TEST(CausalConv1dGpu, ChannelContiguousLayoutsMatchReference) {
+  if (!have_cuda_kernels()) GTEST_SKIP() << "no CUDA";
+  const int64_t batch = 2, L = 301;
+  for (auto dtype : {torch::kBFloat16, torch::kFloat32})
+    for (int64_t C : {200, 202})
+      for (int64_t width : {4, 3})
+        for (bool with_state : {false, true}) {
+          SCOPED_TRACE(::testing::Message() << "dtype " << dtype << " C " << C << " width " << width << " state " << with_state);
+          torch::manual_seed(8);
+          auto o64 = torch::TensorOptions().dtype(torch::kFloat64);
+          auto x64 = torch::randn({batch, L, C}, o64).to(dtype).to(torch::kFloat64).transpose(1, 2);
+          auto w64 = torch::randn({C, width}, o64) * 0.5, b64 = torch::randn({C}, o64);
+          auto s64 = with_state ? torch::randn({batch, C, width - 1}, o64) : torch::Tensor();
+          auto gy64 = torch::randn({batch, L, C}, o64).to(dtype).to(torch::kFloat64).transpose(1, 2);
+          auto x = x64.to(torch::kCUDA, dtype).detach().requires_grad_();
+          auto w = w64.to(torch::kCUDA, torch::kFloat32).requires_grad_(),
+               b = b64.to(torch::kCUDA, torch::kFloat32).requires_grad_();
+          auto st = with_state ? s64.to(torch::kCUDA, torch::kFloat32) : torch::Tensor();
+          auto gy = gy64.to(torch::kCUDA, dtype);
+          ASSERT_EQ(x.stride(1), 1);
+          ASSERT_EQ(gy.stride(1), 1);
+          auto y = K::causal_conv1d_cuda(x, w, b, true, st);
+          EXPECT_EQ(y.stride(1), 1);
+          auto g = torch::autograd::grad({y}, {x, w, b}, {gy});
+          EXPECT_EQ(g[0].stride(1), 1);
+          auto x64g = x64.clone().requires_grad_(), w64g = w64.clone().requires_grad_(),
+               b64g = b64.clone().requires_grad_();
+          auto y64 = K::causal_conv1d_reference(x64g, w64g, b64g, true, s64);
+          auto g64 = torch::autograd::grad({y64}, {x64g, w64g, b64g}, {gy64});
+          const double tol = dtype == torch::kFloat32 ? 1e-5 : 1e-2;
+          EXPECT_LT(rel_err(y, y64), tol);
+          const char* names[] = {"x", "weight", "bias"};
+          for (int i = 0; i < 3; ++i) EXPECT_LT(rel_err(g[i], g64[i]), 3 * tol) << names[i];
+        }
+}
+
 // The dispatch takes the kernels on CUDA and the reference under the switch.
 TEST(RopeSwiGLUGpu, DispatchPicksTheKernelsAndHonoursTheReferenceSwitch) {
   if (!have_cuda_kernels()) GTEST_SKIP() << "no CUDA";

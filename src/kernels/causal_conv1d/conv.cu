@@ -6,7 +6,15 @@
 // Backward walks the chunk backwards, recomputing the pre-activation for SiLU' from the
 // inputs, and accumulates dW and d bias per (batch, chunk) slot; a second kernel sums the
 // slots in order (deterministic, no atomics).
+//
+// The channel-contiguous layouts (the Mamba layer's) take a second version (namespace vec):
+// four adjacent channels per thread, one 8-byte (bf16) or 16-byte (fp32) access per step, and
+// the loads of kBatch steps issued before their arithmetic. The first version has one 2-byte
+// load in flight per thread (a store to y may alias the next load), which left it at a third
+// of the memory bandwidth. Both versions do the same arithmetic in the same order.
 #include <algorithm>
+#include <cstdint>
+#include <cstdlib>
 
 #include "../common/cuda_util.cuh"
 #include "conv_cuda.h"
@@ -15,7 +23,7 @@ namespace samba::kernels::cuda {
 namespace {
 
 constexpr int kConvThreads = 128;
-constexpr int kConvChunk = 256;
+constexpr int kConvChunk = 128;  // steps per block (and per dW partial slot)
 
 template <typename T>
 __device__ __forceinline__ float conv_input(const ConvArgs& a, int b, int c, int t) {
@@ -113,6 +121,217 @@ __global__ void __launch_bounds__(kConvThreads) conv_bwd_kernel(ConvArgs a, View
   if (part_b) part_b[slot * a.C + c] = gb;
 }
 
+namespace vec {
+
+constexpr int kCh = 4;     // adjacent channels per thread
+constexpr int kBatch = 4;  // steps whose loads are issued together
+
+__device__ __forceinline__ void ld4(const __nv_bfloat16* p, float (&x)[kCh]) {
+  const uint2 v = *reinterpret_cast<const uint2*>(p);
+  const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&v.x));
+  const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&v.y));
+  x[0] = lo.x, x[1] = lo.y, x[2] = hi.x, x[3] = hi.y;
+}
+__device__ __forceinline__ void ld4(const float* p, float (&x)[kCh]) {
+  const float4 v = *reinterpret_cast<const float4*>(p);
+  x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
+}
+__device__ __forceinline__ void st4(__nv_bfloat16* p, const float (&x)[kCh]) {
+  uint2 v;
+  *reinterpret_cast<__nv_bfloat162*>(&v.x) = __floats2bfloat162_rn(x[0], x[1]);
+  *reinterpret_cast<__nv_bfloat162*>(&v.y) = __floats2bfloat162_rn(x[2], x[3]);
+  *reinterpret_cast<uint2*>(p) = v;
+}
+__device__ __forceinline__ void st4(float* p, const float (&x)[kCh]) {
+  *reinterpret_cast<float4*>(p) = make_float4(x[0], x[1], x[2], x[3]);
+}
+
+// The inputs of channels cv .. cv + 3 at step t: x, the initial state before 0, zero past L.
+template <typename T>
+__device__ __forceinline__ void load_x(const ConvArgs& a, const T* xb, int b, int cv, int t, float (&v)[kCh]) {
+  if (t >= 0 && t < a.L) {
+    ld4(xb + t * a.x.s_time, v);
+  } else {
+#pragma unroll
+    for (int j = 0; j < kCh; ++j)
+      v[j] = (t < 0 && a.initial_state)
+                 ? a.initial_state[(static_cast<int64_t>(b) * a.C + cv + j) * (a.K - 1) + (a.K - 1 + t)]
+                 : 0.f;
+  }
+}
+
+template <typename T, int K>
+__global__ void __launch_bounds__(kConvThreads) conv_fwd_kernel(ConvArgs a, MutView3 y) {
+  const int cv = (blockIdx.x * kConvThreads + threadIdx.x) * kCh;
+  const int t0 = blockIdx.y * kConvChunk, b = blockIdx.z;
+  if (cv >= a.C) return;
+  const T* xb = static_cast<const T*>(a.x.data) + b * a.x.s_batch + cv;
+  T* yb = static_cast<T*>(y.data) + b * y.s_batch + cv;
+  float w[K][kCh], bias[kCh], win[K][kCh];  // win[k]: the input of tap k
+#pragma unroll
+  for (int j = 0; j < kCh; ++j) {
+    bias[j] = a.bias ? a.bias[cv + j] : 0.f;
+#pragma unroll
+    for (int k = 0; k < K; ++k) w[k][j] = a.weight[(cv + j) * K + k];
+  }
+#pragma unroll
+  for (int k = 0; k < K - 1; ++k) load_x(a, xb, b, cv, t0 - (K - 1) + k, win[k]);
+  auto step = [&](int t, const float (&xt)[kCh]) {
+    float out[kCh];
+#pragma unroll
+    for (int j = 0; j < kCh; ++j) {
+      win[K - 1][j] = xt[j];
+      float acc = bias[j];
+#pragma unroll
+      for (int k = 0; k < K; ++k) acc += w[k][j] * win[k][j];
+      if (a.silu) acc *= sigmoid(acc);
+      out[j] = acc;
+#pragma unroll
+      for (int k = 0; k < K - 1; ++k) win[k][j] = win[k + 1][j];
+    }
+    st4(yb + t * y.s_time, out);
+  };
+  const int t_end = min(a.L, t0 + kConvChunk);
+  int t = t0;
+  for (; t + kBatch <= t_end; t += kBatch) {
+    float xin[kBatch][kCh];
+#pragma unroll
+    for (int i = 0; i < kBatch; ++i) ld4(xb + (t + i) * a.x.s_time, xin[i]);
+#pragma unroll
+    for (int i = 0; i < kBatch; ++i) step(t + i, xin[i]);
+  }
+  for (; t < t_end; ++t) {
+    float xt[kCh];
+    ld4(xb + t * a.x.s_time, xt);
+    step(t, xt);
+  }
+}
+
+template <typename T, int K>
+__global__ void __launch_bounds__(kConvThreads) conv_bwd_kernel(ConvArgs a, View3 gy, MutView3 gx, float* part_w,
+                                                                float* part_b) {
+  const int cv = (blockIdx.x * kConvThreads + threadIdx.x) * kCh;
+  const int chunk = blockIdx.y, t0 = chunk * kConvChunk, b = blockIdx.z;
+  if (cv >= a.C) return;
+  const T* xb = static_cast<const T*>(a.x.data) + b * a.x.s_batch + cv;
+  const T* gb_in = static_cast<const T*>(gy.data) + b * gy.s_batch + cv;
+  T* gxb = static_cast<T*>(gx.data) + b * gx.s_batch + cv;
+  float w[K][kCh], bias[kCh];
+#pragma unroll
+  for (int j = 0; j < kCh; ++j) {
+    bias[j] = a.bias ? a.bias[cv + j] : 0.f;
+#pragma unroll
+    for (int k = 0; k < K; ++k) w[k][j] = a.weight[(cv + j) * K + k];
+  }
+  // dLoss/d pre of one channel at a step from its tap inputs xw[k] and dLoss/dy g.
+  auto grad_pre = [&](int j, float g, const float (&xw)[2 * K - 1][kCh], int off) {
+    float pre = bias[j];
+#pragma unroll
+    for (int k = 0; k < K; ++k) pre += w[k][j] * xw[off + k][j];
+    if (a.silu) {
+      const float sg = sigmoid(pre);
+      g *= sg * (1.f + pre * (1.f - sg));
+    }
+    return g;
+  };
+  const int t_end = min(a.L, t0 + kConvChunk);
+  // xs[k] = x[t - K + 1 + k] (the inputs of output t); gp[k] = dLoss/d pre[t + k].
+  float xs[2 * K - 1][kCh], gp[K][kCh];
+  {
+    // Warm-up: the pre-activations of t_end .. t_end + K - 2 (outside the chunk, needed by dx),
+    // from xs[i] = x[t_end - K + i]; the first K of them are then the inputs of output t_end - 1.
+#pragma unroll
+    for (int i = 0; i < 2 * K - 1; ++i) load_x(a, xb, b, cv, t_end - K + i, xs[i]);
+#pragma unroll
+    for (int k = 1; k < K; ++k) {
+      const int t = t_end + k - 1;
+      float g[kCh] = {};
+      if (t < a.L) ld4(gb_in + t * gy.s_time, g);
+#pragma unroll
+      for (int j = 0; j < kCh; ++j) gp[k][j] = t < a.L ? grad_pre(j, g[j], xs, k) : 0.f;
+    }
+  }
+  float gw[K][kCh], gbs[kCh];
+#pragma unroll
+  for (int j = 0; j < kCh; ++j) {
+    gbs[j] = 0.f;
+#pragma unroll
+    for (int k = 0; k < K; ++k) gw[k][j] = 0.f;
+  }
+  // One step: g = dLoss/dy[t], xp = x[t - K] (the window's next input going backwards).
+  auto step = [&](int t, const float (&g)[kCh], const float (&xp)[kCh]) {
+    float gxt[kCh];
+#pragma unroll
+    for (int j = 0; j < kCh; ++j) {
+      gp[0][j] = grad_pre(j, g[j], xs, 0);
+      gbs[j] += gp[0][j];
+      gxt[j] = 0.f;
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        gw[k][j] += gp[0][j] * xs[k][j];
+        gxt[j] += w[K - 1 - k][j] * gp[k][j];  // x[t] feeds output t + k through tap K - 1 - k
+      }
+#pragma unroll
+      for (int k = K - 1; k > 0; --k) {
+        gp[k][j] = gp[k - 1][j];
+        xs[k][j] = xs[k - 1][j];
+      }
+      xs[0][j] = xp[j];
+    }
+    st4(gxb + t * gx.s_time, gxt);
+  };
+  int t = t_end - 1;
+  for (int r = (t_end - t0) % kBatch; r > 0; --r, --t) {
+    float g[kCh], xp[kCh];
+    ld4(gb_in + t * gy.s_time, g);
+    load_x(a, xb, b, cv, t - K, xp);
+    step(t, g, xp);
+  }
+  for (; t >= t0; t -= kBatch) {
+    float g[kBatch][kCh], xp[kBatch][kCh];
+#pragma unroll
+    for (int i = 0; i < kBatch; ++i) {
+      ld4(gb_in + (t - i) * gy.s_time, g[i]);
+      load_x(a, xb, b, cv, t - i - K, xp[i]);
+    }
+#pragma unroll
+    for (int i = 0; i < kBatch; ++i) step(t - i, g[i], xp[i]);
+  }
+  const int64_t slot = static_cast<int64_t>(b) * gridDim.y + chunk;
+#pragma unroll
+  for (int j = 0; j < kCh; ++j) {
+#pragma unroll
+    for (int k = 0; k < K; ++k) part_w[(slot * a.C + cv + j) * K + k] = gw[k][j];
+    if (part_b) part_b[slot * a.C + cv + j] = gbs[j];
+  }
+}
+
+// Whether a view is channel-contiguous with whole, aligned 4-channel vectors at every
+// (batch, step).
+template <typename T>
+bool view_ok(const void* p, int64_t s_batch, int64_t s_row, int64_t s_time) {
+  constexpr int64_t bytes = kCh * sizeof(T);
+  return p != nullptr && s_row == 1 && reinterpret_cast<uintptr_t>(p) % bytes == 0 &&
+         (s_batch * static_cast<int64_t>(sizeof(T))) % bytes == 0 && (s_time * static_cast<int64_t>(sizeof(T))) % bytes == 0;
+}
+
+// SAMBA_CONV_VECTOR=0 keeps the first version for every layout (for measuring).
+bool enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("SAMBA_CONV_VECTOR");
+    return v == nullptr || std::atoi(v) != 0;
+  }();
+  return on;
+}
+
+template <typename T>
+bool eligible(const ConvArgs& a, const void* p1, int64_t b1, int64_t r1, int64_t t1) {
+  return enabled() && a.C % kCh == 0 && view_ok<T>(a.x.data, a.x.s_batch, a.x.s_row, a.x.s_time) &&
+         view_ok<T>(p1, b1, r1, t1);
+}
+
+}  // namespace vec
+
 __global__ void conv_sum_slices(const float* part, int slices, int64_t inner, float* out) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < inner;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -128,8 +347,21 @@ dim3 conv_grid(const ConvArgs& a) {
   return dim3((a.C + kConvThreads - 1) / kConvThreads, num_conv_chunks(a.L), a.batch);
 }
 
+dim3 vec_grid(const ConvArgs& a) {
+  const int threads = a.C / vec::kCh;
+  return dim3((threads + kConvThreads - 1) / kConvThreads, num_conv_chunks(a.L), a.batch);
+}
+
 template <typename T>
 Status launch_fwd(const ConvArgs& a, MutView3 y, cudaStream_t s) {
+  if (vec::eligible<T>(a, y.data, y.s_batch, y.s_row, y.s_time)) {
+    switch (a.K) {
+      case 2: vec::conv_fwd_kernel<T, 2><<<vec_grid(a), kConvThreads, 0, s>>>(a, y); break;
+      case 3: vec::conv_fwd_kernel<T, 3><<<vec_grid(a), kConvThreads, 0, s>>>(a, y); break;
+      default: vec::conv_fwd_kernel<T, 4><<<vec_grid(a), kConvThreads, 0, s>>>(a, y); break;
+    }
+    return launch_status();
+  }
   switch (a.K) {
     case 2: conv_fwd_kernel<T, 2><<<conv_grid(a), kConvThreads, 0, s>>>(a, y); break;
     case 3: conv_fwd_kernel<T, 3><<<conv_grid(a), kConvThreads, 0, s>>>(a, y); break;
@@ -140,6 +372,16 @@ Status launch_fwd(const ConvArgs& a, MutView3 y, cudaStream_t s) {
 
 template <typename T>
 Status launch_bwd(const ConvArgs& a, View3 gy, MutView3 gx, float* part_w, float* part_b, cudaStream_t s) {
+  if (vec::eligible<T>(a, gy.data, gy.s_batch, gy.s_row, gy.s_time) &&
+      vec::view_ok<T>(gx.data, gx.s_batch, gx.s_row, gx.s_time)) {
+    const dim3 grid = vec_grid(a);
+    switch (a.K) {
+      case 2: vec::conv_bwd_kernel<T, 2><<<grid, kConvThreads, 0, s>>>(a, gy, gx, part_w, part_b); break;
+      case 3: vec::conv_bwd_kernel<T, 3><<<grid, kConvThreads, 0, s>>>(a, gy, gx, part_w, part_b); break;
+      default: vec::conv_bwd_kernel<T, 4><<<grid, kConvThreads, 0, s>>>(a, gy, gx, part_w, part_b); break;
+    }
+    return launch_status();
+  }
   switch (a.K) {
     case 2: conv_bwd_kernel<T, 2><<<conv_grid(a), kConvThreads, 0, s>>>(a, gy, gx, part_w, part_b); break;
     case 3: conv_bwd_kernel<T, 3><<<conv_grid(a), kConvThreads, 0, s>>>(a, gy, gx, part_w, part_b); break;
