@@ -207,8 +207,10 @@ inline std::vector<OpCase> op_table() {
   {
     OpCase c;
     c.op = "rms_norm_residual";
-    // 600 rows: more rows than backward blocks (512), so blocks own several rows.
-    c.shapes = {{1, 1, 7, 0}, {2, 33, 1536, 1}, {3, 5, 100, 1}, {1, 600, 64, 1}};
+    // 600 rows: more rows than backward blocks, so blocks (CUDA: warps) own several rows. On
+    // CUDA, widths that are multiples of 4 up to 2048 take the warp-per-row backward; 7 and
+    // 2500 the block-per-row one.
+    c.shapes = {{1, 1, 7, 0}, {2, 33, 1536, 1}, {3, 5, 100, 1}, {1, 600, 64, 1}, {2, 9, 2500, 1}};
     c.make_inputs = norm_inputs;
     c.is_activation = {true, false, false};  // the residual stream stays fp32
     c.needs_grad = {true, true, true};

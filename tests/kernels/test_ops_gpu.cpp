@@ -171,6 +171,25 @@ TEST(CausalConv1dGpu, ChannelContiguousLayoutsMatchReference) {
         }
 }
 
+// The warp-per-row backward at the model's width (more rows than one wave of warps) and the
+// block-per-row one: two runs give bitwise-equal gradients (fixed-order weight sums).
+TEST(RmsNormGpu, BackwardIsBitwiseDeterministic) {
+  if (!have_cuda_kernels()) GTEST_SKIP() << "no CUDA";
+  for (int64_t d : {1536, 2500}) {
+    torch::manual_seed(9);
+    auto x = torch::randn({3, 1000, d}, torch::kCUDA).to(torch::kBFloat16).requires_grad_();
+    auto res = (torch::randn({3, 1000, d}, torch::kCUDA) * 3).requires_grad_();
+    auto w = (torch::rand({d}, torch::kCUDA) + 0.5).requires_grad_();
+    auto gy = torch::randn({3, 1000, d}, torch::kCUDA), gr = torch::randn({3, 1000, d}, torch::kCUDA);
+    auto grads = [&] {
+      auto [y, r] = K::rms_norm_residual_cuda(x, res, w, 1e-5, torch::kBFloat16);
+      return torch::autograd::grad({(y.to(torch::kFloat32) * gy).sum() + (r * gr).sum()}, {x, res, w});
+    };
+    auto g1 = grads(), g2 = grads();
+    for (size_t i = 0; i < g1.size(); ++i) EXPECT_TRUE(torch::equal(g1[i], g2[i])) << "d " << d << " grad " << i;
+  }
+}
+
 // The dispatch takes the kernels on CUDA and the reference under the switch.
 TEST(RopeSwiGLUGpu, DispatchPicksTheKernelsAndHonoursTheReferenceSwitch) {
   if (!have_cuda_kernels()) GTEST_SKIP() << "no CUDA";

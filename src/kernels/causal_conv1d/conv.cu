@@ -17,6 +17,7 @@
 #include <cstdlib>
 
 #include "../common/cuda_util.cuh"
+#include "../common/reduce_cuda.h"
 #include "conv_cuda.h"
 
 namespace samba::kernels::cuda {
@@ -123,34 +124,14 @@ __global__ void __launch_bounds__(kConvThreads) conv_bwd_kernel(ConvArgs a, View
 
 namespace vec {
 
-constexpr int kCh = 4;     // adjacent channels per thread
+constexpr int kCh = 4;     // adjacent channels per thread (load4 / store4)
 constexpr int kBatch = 4;  // steps whose loads are issued together
-
-__device__ __forceinline__ void ld4(const __nv_bfloat16* p, float (&x)[kCh]) {
-  const uint2 v = *reinterpret_cast<const uint2*>(p);
-  const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&v.x));
-  const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&v.y));
-  x[0] = lo.x, x[1] = lo.y, x[2] = hi.x, x[3] = hi.y;
-}
-__device__ __forceinline__ void ld4(const float* p, float (&x)[kCh]) {
-  const float4 v = *reinterpret_cast<const float4*>(p);
-  x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
-}
-__device__ __forceinline__ void st4(__nv_bfloat16* p, const float (&x)[kCh]) {
-  uint2 v;
-  *reinterpret_cast<__nv_bfloat162*>(&v.x) = __floats2bfloat162_rn(x[0], x[1]);
-  *reinterpret_cast<__nv_bfloat162*>(&v.y) = __floats2bfloat162_rn(x[2], x[3]);
-  *reinterpret_cast<uint2*>(p) = v;
-}
-__device__ __forceinline__ void st4(float* p, const float (&x)[kCh]) {
-  *reinterpret_cast<float4*>(p) = make_float4(x[0], x[1], x[2], x[3]);
-}
 
 // The inputs of channels cv .. cv + 3 at step t: x, the initial state before 0, zero past L.
 template <typename T>
 __device__ __forceinline__ void load_x(const ConvArgs& a, const T* xb, int b, int cv, int t, float (&v)[kCh]) {
   if (t >= 0 && t < a.L) {
-    ld4(xb + t * a.x.s_time, v);
+    load4(xb + t * a.x.s_time, v);
   } else {
 #pragma unroll
     for (int j = 0; j < kCh; ++j)
@@ -189,20 +170,20 @@ __global__ void __launch_bounds__(kConvThreads) conv_fwd_kernel(ConvArgs a, MutV
 #pragma unroll
       for (int k = 0; k < K - 1; ++k) win[k][j] = win[k + 1][j];
     }
-    st4(yb + t * y.s_time, out);
+    store4(yb + t * y.s_time, out);
   };
   const int t_end = min(a.L, t0 + kConvChunk);
   int t = t0;
   for (; t + kBatch <= t_end; t += kBatch) {
     float xin[kBatch][kCh];
 #pragma unroll
-    for (int i = 0; i < kBatch; ++i) ld4(xb + (t + i) * a.x.s_time, xin[i]);
+    for (int i = 0; i < kBatch; ++i) load4(xb + (t + i) * a.x.s_time, xin[i]);
 #pragma unroll
     for (int i = 0; i < kBatch; ++i) step(t + i, xin[i]);
   }
   for (; t < t_end; ++t) {
     float xt[kCh];
-    ld4(xb + t * a.x.s_time, xt);
+    load4(xb + t * a.x.s_time, xt);
     step(t, xt);
   }
 }
@@ -246,7 +227,7 @@ __global__ void __launch_bounds__(kConvThreads) conv_bwd_kernel(ConvArgs a, View
     for (int k = 1; k < K; ++k) {
       const int t = t_end + k - 1;
       float g[kCh] = {};
-      if (t < a.L) ld4(gb_in + t * gy.s_time, g);
+      if (t < a.L) load4(gb_in + t * gy.s_time, g);
 #pragma unroll
       for (int j = 0; j < kCh; ++j) gp[k][j] = t < a.L ? grad_pre(j, g[j], xs, k) : 0.f;
     }
@@ -278,12 +259,12 @@ __global__ void __launch_bounds__(kConvThreads) conv_bwd_kernel(ConvArgs a, View
       }
       xs[0][j] = xp[j];
     }
-    st4(gxb + t * gx.s_time, gxt);
+    store4(gxb + t * gx.s_time, gxt);
   };
   int t = t_end - 1;
   for (int r = (t_end - t0) % kBatch; r > 0; --r, --t) {
     float g[kCh], xp[kCh];
-    ld4(gb_in + t * gy.s_time, g);
+    load4(gb_in + t * gy.s_time, g);
     load_x(a, xb, b, cv, t - K, xp);
     step(t, g, xp);
   }
@@ -291,7 +272,7 @@ __global__ void __launch_bounds__(kConvThreads) conv_bwd_kernel(ConvArgs a, View
     float g[kBatch][kCh], xp[kBatch][kCh];
 #pragma unroll
     for (int i = 0; i < kBatch; ++i) {
-      ld4(gb_in + (t - i) * gy.s_time, g[i]);
+      load4(gb_in + (t - i) * gy.s_time, g[i]);
       load_x(a, xb, b, cv, t - i - K, xp[i]);
     }
 #pragma unroll
@@ -331,15 +312,6 @@ bool eligible(const ConvArgs& a, const void* p1, int64_t b1, int64_t r1, int64_t
 }
 
 }  // namespace vec
-
-__global__ void conv_sum_slices(const float* part, int slices, int64_t inner, float* out) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < inner;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    float s = 0.f;
-    for (int g = 0; g < slices; ++g) s += part[g * inner + i];
-    out[i] = s;
-  }
-}
 
 int num_conv_chunks(int L) { return (L + kConvChunk - 1) / kConvChunk; }
 
@@ -420,13 +392,8 @@ Status causal_conv1d_backward(const ConvArgs& a, View3 grad_y, MutView3 grad_x, 
   Status s = a.type == ElemType::kBFloat16 ? launch_bwd<__nv_bfloat16>(a, grad_y, grad_x, part_w, part_b, st)
                                            : launch_bwd<float>(a, grad_y, grad_x, part_w, part_b, st);
   if (s) return s;
-  const int64_t nw = static_cast<int64_t>(a.C) * a.K;
-  conv_sum_slices<<<static_cast<int>(std::min<int64_t>((nw + 255) / 256, 1024)), 256, 0, st>>>(part_w, slots, nw,
-                                                                                                grad_weight);
-  if (part_b)
-    conv_sum_slices<<<static_cast<int>(std::min<int64_t>((a.C + 255) / 256, 1024)), 256, 0, st>>>(part_b, slots, a.C,
-                                                                                                   grad_bias);
-  return launch_status();
+  if (Status s2 = sum_slices(part_w, slots, static_cast<int64_t>(a.C) * a.K, grad_weight, st)) return s2;
+  return part_b ? sum_slices(part_b, slots, a.C, grad_bias, st) : nullptr;
 }
 
 }  // namespace samba::kernels::cuda

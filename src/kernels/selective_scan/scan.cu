@@ -24,6 +24,7 @@
 #include <cstdlib>
 
 #include "../common/cuda_util.cuh"
+#include "../common/reduce_cuda.h"
 #include "scan_cuda.h"
 
 namespace samba::kernels::cuda {
@@ -702,9 +703,11 @@ __global__ void __launch_bounds__(kBwdThreads, 4) scan_bwd_pipe_kernel(ScanArgs 
         float hc[NT];
 #pragma unroll
         for (int j = 0; j < NT; ++j) hc[j] = hb[j];
+        // Steps past len (last chunk only) run on the zero-filled tail of the rows: finite
+        // states, and zero gradients in the walk below (gy and grad_out are zero there).
 #pragma unroll
         for (int i = 0; i < kPipeSub; ++i) {
-          const int t = min(ts + i, len - 1);  // steps past len are computed and never used
+          const int t = ts + i;
           const float dt = s_dt[t * W + c], dtu = dt * s_u[t * W + c];
           const float4 Bt = *reinterpret_cast<const float4*>(s_B + t * kBwdState + n0);
           const float Bv[NT] = {Bt.x, Bt.y, Bt.z, Bt.w};
@@ -718,8 +721,9 @@ __global__ void __launch_bounds__(kBwdThreads, 4) scan_bwd_pipe_kernel(ScanArgs 
       }
 #pragma unroll
       for (int i = kPipeSub - 1; i >= 0; --i) {
+        // No test against len: past it gy = 0, so every gradient and sum below gets exact
+        // zeros, and those rows are never stored.
         const int t = ts + i;
-        if (t >= len) continue;  // uniform across the block
         const int r = t * W + c;
         const float gy = s_gy[r], dt = s_dt[r], uu = s_u[r], dtu = dt * uu;
         const float4 Bt = *reinterpret_cast<const float4*>(s_B + t * kBwdState + n0);
@@ -998,23 +1002,6 @@ __global__ void __launch_bounds__(kThreads) scan_bwd_kernel(ScanArgs a, View3 go
       o.part_bias[static_cast<int64_t>(b) * a.E + e] = gbias;
     }
   }
-}
-
-// out[i] = sum over g of part[g * inner + i], g in order.
-__global__ void sum_slices_kernel(const float* part, int slices, int64_t inner, float* out) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < inner;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    float s = 0.f;
-    for (int g = 0; g < slices; ++g) s += part[g * inner + i];
-    out[i] = s;
-  }
-}
-
-Status sum_slices(const float* part, int slices, int64_t inner, float* out, cudaStream_t stream) {
-  if (inner == 0) return nullptr;
-  const int blocks = static_cast<int>(std::min<int64_t>((inner + 255) / 256, 4096));
-  sum_slices_kernel<<<blocks, 256, 0, stream>>>(part, slices, inner, out);
-  return launch_status();
 }
 
 size_t fwd_smem(const Split& sp) {
