@@ -6,7 +6,8 @@
 #   bench/gpu_session.sh bench   end-to-end step benchmarks next to the Python anchor (same call)
 #   bench/gpu_session.sh kernels per-kernel benchmarks (scan variants: SCAN_VARIANTS="32,4 ...")
 #   bench/gpu_session.sh profile top kernels of one samba-421m step (ncu durations)
-#   bench/gpu_session.sh cli     samba-421m via `samba train` on the Brown corpus (carry data/corpus/brown)
+#   bench/gpu_session.sh cli     samba-421m via `samba train` on the Brown corpus (carry data/corpus/brown);
+#                                CLI_STEPS=0: the 512 comparisons only; CLI_FP32=1 adds the fp32 pair
 # Logs go to $OUT (the device tool's output folder) or ./gpu_out.
 set -uo pipefail
 MODE=${1:-all}
@@ -22,7 +23,7 @@ build() {
   cmake -S . -B $B -G Ninja -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/cmake.log" 2>&1 ||
     { tail -40 "$OUT/cmake.log"; return 1; }
   local gpu_tests=${GPU_TESTS:-}
-  [ -z "$gpu_tests" ] && gpu_tests=$(ninja -C $B -t targets all | sed -n 's/^\([a-z_]*_gpu\): .*/\1/p' | sort -u | tr '\n' ' ')
+  [ -z "$gpu_tests" ] && gpu_tests=$(ninja -C $B -t targets all | sed -n 's/^\([a-z_]*_gpu\): .*/\1/p' | grep -v '^cmake_' | sort -u | tr '\n' ' ')
   echo "gpu test targets: $gpu_tests"
   local t0=$(date +%s)
   if ! ninja -C $B -j16 samba_cli bench_train_step bench_kernels $gpu_tests >"$OUT/build.log" 2>&1; then
@@ -220,6 +221,28 @@ print(f"mean rel diff, steps 10-49: fused vs reference {m([abs(a[i]-b[i])/b[i] f
       f"fused vs fused-deterministic {m([abs(a[i]-c[i])/a[i] for i in range(10, n)]):.4f}")
 print(f"mean loss, steps 10-49: fused {m(a[10:n]):.4f}, reference {m(b[10:n]):.4f}, fused-deterministic {m(c[10:n]):.4f}")
 PY
+  if [ "${CLI_FP32:-0}" = 1 ]; then
+    # The same pair in fp32 (no bf16 rounding anywhere): what is left between the fused and
+    # the reference kernels is their own arithmetic (order of sums, the fast exponentials).
+    for name in fast512_fp32 ref512_fp32; do
+      mk $name 512 50 8 $w/samba-421m-w512.yaml
+      echo "precision: fp32" >>$w/$name.yaml
+    done
+    $B/samba train $w/fast512_fp32.yaml --no-progress >"$OUT/cli_fast512_fp32.log" 2>&1; echo "fast512_fp32 rc=$?"
+    SAMBA_REFERENCE_KERNELS=1 timeout 300 $B/samba train $w/ref512_fp32.yaml --no-progress >"$OUT/cli_ref512_fp32.log" 2>&1
+    echo "ref512_fp32 rc=$?"
+    python3 - $w <<'PY' | tee "$OUT/cli_compare_fp32.txt"
+import json, sys
+w = sys.argv[1]
+def losses(n): return [json.loads(l)["loss"] for l in open(f"{w}/runs/{n}/metrics.jsonl") if '"loss"' in l]
+a, b = losses("fast512_fp32"), losses("ref512_fp32")
+n = min(len(a), len(b))
+for i in (0, 1, 2, 5, 10, 20, 30, 40, n - 1): print(i, f"fused {a[i]:.5f} reference {b[i]:.5f} rel diff {abs(a[i]-b[i])/b[i]:.5f}")
+m = lambda xs: sum(xs) / len(xs)
+print(f"fp32, mean rel diff steps 10-49: {m([abs(a[i]-b[i])/b[i] for i in range(10, n)]):.5f}; "
+      f"mean loss: fused {m(a[10:n]):.4f}, reference {m(b[10:n]):.4f}")
+PY
+  fi
   [ "${CLI_STEPS:-300}" = 0 ] && return 0
   mk long 4096 ${CLI_STEPS:-300} 8
   timeout 300 $B/samba train $w/long.yaml --no-progress >"$OUT/cli_long.log" 2>&1; echo "long rc=$?"

@@ -5,12 +5,13 @@
 // sums the blocks' partials in order. No atomics. Rows up to 16 x 256 wide stay in registers
 // between a kernel's two passes over them.
 //
-// Rows of up to 2048 (a multiple of 4, 16-byte aligned) take a second backward with one warp
-// per row: no block barrier per row, 4-element vector accesses, and three to four times the
-// rows in flight per SM (the block-per-row version keeps 4 rows per SM in flight and reached
-// ~55% of the bandwidth).
+// Rows of up to 2048 (a multiple of 4, 16-byte aligned) take a second forward and backward with
+// one warp per row: no block barrier per row, 4-element vector accesses, and three to four
+// times the rows in flight per SM (the block-per-row backward keeps 4 rows per SM in flight and
+// reached ~55% of the bandwidth).
 #include <algorithm>
 #include <cstdint>
+#include <initializer_list>
 
 #include "../common/cuda_util.cuh"
 #include "../common/reduce_cuda.h"
@@ -140,6 +141,47 @@ __global__ void __launch_bounds__(kNormThreads)
 
 constexpr int kWarpRowThreads = 128;  // 4 warps, one row each at a time
 
+// Forward, one warp per row (the backward's condition): the row stays in registers between
+// the sum of squares (a warp reduction, no block barrier) and the scaled output.
+template <typename TX, typename TY, int kVecs>
+__global__ void __launch_bounds__(kWarpRowThreads) rms_fwd_warp_kernel(RmsNormArgs a, float* rout, TY* y, float* rstd) {
+  const int lane = threadIdx.x & 31;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * (kWarpRowThreads / 32) + (threadIdx.x >> 5);
+  if (row >= a.rows) return;
+  const int64_t base = row * a.d;
+  const TX* x = static_cast<const TX*>(a.x) + base;
+  float r[kVecs][4], ss = 0.f;
+#pragma unroll
+  for (int k = 0; k < kVecs; ++k) {
+    const int col = (k * 32 + lane) * 4;
+    if (col >= a.d) continue;
+    load4(x + col, r[k]);
+    if (a.residual) {
+      float res[4];
+      load4(a.residual + base + col, res);
+#pragma unroll
+      for (int q = 0; q < 4; ++q) r[k][q] += res[q];
+    }
+    store4(rout + base + col, r[k]);
+#pragma unroll
+    for (int q = 0; q < 4; ++q) ss += r[k][q] * r[k][q];
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+  const float rs = rsqrtf(ss / a.d + a.eps);
+  if (lane == 0) rstd[row] = rs;
+#pragma unroll
+  for (int k = 0; k < kVecs; ++k) {
+    const int col = (k * 32 + lane) * 4;
+    if (col >= a.d) continue;
+    float w[4], out[4];
+    load4(a.weight + col, w);
+#pragma unroll
+    for (int q = 0; q < 4; ++q) out[q] = r[k][q] * rs * w[q];
+    store4(y + base + col, out);
+  }
+}
+
 // kVecs: 4-element vectors per lane, a row of up to kVecs * 128. Each warp accumulates the
 // weight gradient of its rows in its own row of shared memory (registers hold the row being
 // worked on); the block sums its warps' rows in warp order at the end.
@@ -251,6 +293,14 @@ template <typename TX, typename TY>
 Status fwd(const RmsNormArgs& a, float* rout, void* y, float* rstd, cudaStream_t s) {
   const unsigned rows = static_cast<unsigned>(a.rows);
   TY* yy = static_cast<TY*>(y);
+  const unsigned warp_blocks = static_cast<unsigned>((a.rows + kWarpRowThreads / 32 - 1) / (kWarpRowThreads / 32));
+  switch (warp_row_vecs(a, {a.x, a.residual, rout, y, a.weight})) {
+    case 4: rms_fwd_warp_kernel<TX, TY, 4><<<warp_blocks, kWarpRowThreads, 0, s>>>(a, rout, yy, rstd); return launch_status();
+    case 8: rms_fwd_warp_kernel<TX, TY, 8><<<warp_blocks, kWarpRowThreads, 0, s>>>(a, rout, yy, rstd); return launch_status();
+    case 12: rms_fwd_warp_kernel<TX, TY, 12><<<warp_blocks, kWarpRowThreads, 0, s>>>(a, rout, yy, rstd); return launch_status();
+    case 16: rms_fwd_warp_kernel<TX, TY, 16><<<warp_blocks, kWarpRowThreads, 0, s>>>(a, rout, yy, rstd); return launch_status();
+    default: break;
+  }
   switch (row_per_thread(a.d)) {
     case 4: rms_fwd_kernel<TX, TY, 4><<<rows, kNormThreads, 0, s>>>(a, rout, yy, rstd); break;
     case 8: rms_fwd_kernel<TX, TY, 8><<<rows, kNormThreads, 0, s>>>(a, rout, yy, rstd); break;
