@@ -46,8 +46,7 @@ int main(int argc, char** argv) {
       loss.backward();
       // Clip and update decided on the device, as the trainer's step does: no host sync.
       const auto norm = opt.grad_sq_sum().to(torch::kFloat64).sqrt();
-      const auto clip = torch::where(norm > 1.0, 1.0 / (norm + 1e-6), torch::ones_like(norm));
-      opt.step(1e-4, torch::stack({clip, torch::ones_like(norm)}));
+      opt.step(1e-4, torch::stack({samba::clip_scale(norm, 1.0), torch::ones_like(norm)}));
       return loss.detach();
     };
     one_step();  // warm-up (allocator, kernels)

@@ -154,6 +154,11 @@ void AdamW::load_state(const std::vector<SavedOptimizerShard>& shards, int64_t s
   updates_.fill_(static_cast<double>(steps_taken));
 }
 
+torch::Tensor clip_scale(const torch::Tensor& norm, double max_norm) {
+  auto one = torch::ones_like(norm);
+  return max_norm > 0 ? torch::where(norm > max_norm, max_norm / (norm + 1e-6), one) : one;
+}
+
 double learning_rate(const OptimizerConfig& cfg, int64_t step, int64_t total_steps) {
   const int64_t warmup = static_cast<int64_t>(std::ceil(cfg.warmup_fraction * static_cast<double>(total_steps)));
   if (step < warmup) return cfg.lr * static_cast<double>(step + 1) / static_cast<double>(warmup);

@@ -39,7 +39,13 @@ class Trainer {
   TrainResult run();
 
  private:
-  StepOutcome train_step();
+  // What a step leaves for drain(): its statistics still on the device, float64
+  // {loss, grad_norm, stop_signal, applied}, and the host-side wait for the reduction.
+  struct DeviceStep {
+    torch::Tensor stats;
+    double comm_exposed_s = 0;
+  };
+  DeviceStep train_step();
   bool drain();
   void save(const char* reason);
   void claim_run_dir();
@@ -252,9 +258,8 @@ void Trainer::check_recipe_changes(const std::string& checkpoint, const std::str
 // here waits for the device: the clip scale and the skip decision are computed there, and the
 // host reads the step's statistics later (drain()), so it queues the next step while the
 // device still works on this one.
-StepOutcome Trainer::train_step() {
-  const auto start = std::chrono::steady_clock::now();
-  StepOutcome out;
+Trainer::DeviceStep Trainer::train_step() {
+  DeviceStep out;
   flat_->zero_grad();
   auto loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat32).device(device_));
   const double scale = 1.0 / static_cast<double>(accum_ * comm_->world());
@@ -296,14 +301,11 @@ StepOutcome Trainer::train_step() {
   const auto a64 = agreed.to(torch::kFloat64);
   const auto loss = a64[0] * scale, norm = a64[1].sqrt();
   const auto apply = torch::isfinite(loss).logical_and(torch::isfinite(norm)).to(torch::kFloat64);
-  const double max_norm = cfg_.optimizer.grad_clip;
-  auto clip = torch::ones_like(norm);
-  if (max_norm > 0) clip = torch::where(norm > max_norm, max_norm / (norm + 1e-6), clip);
+  const auto clip = clip_scale(norm, cfg_.optimizer.grad_clip);
   const double lr = learning_rate(cfg_.optimizer, state_.step, total_steps_);
   optimizer_->step(lr, torch::stack({clip, apply}));
   if (zero1_) dist::gather_parameter_pieces(*flat_, *comm_);  // each rank updated only its pieces (none if skipped)
   out.stats = torch::stack({loss, norm, a64[2], apply});
-  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;
 }
 
@@ -374,7 +376,7 @@ TrainResult Trainer::run() {
 
   while (state_.step < total_steps_) {
     const double lr = learning_rate(cfg_.optimizer, state_.step, total_steps_);
-    const StepOutcome outcome = train_step();
+    const DeviceStep outcome = train_step();
     state_.step += 1;
     state_.tokens += tokens_per_step_;
     pending_.push_back({outcome.stats, state_.step, state_.tokens, lr, outcome.comm_exposed_s});

@@ -233,6 +233,19 @@ TEST(Clip, GradientNormMatchesLibtorch) {
   EXPECT_FALSE(std::isfinite(opt.grad_sq_sum().item<double>()));
 }
 
+// The factor the trainer applies: clip_grad_norm_'s, computed on the device from the norm.
+TEST(Clip, ScaleAboveTheLimitOnly) {
+  auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  auto scale = [&](double norm, double max_norm) {
+    return samba::clip_scale(torch::full({}, norm, f64), max_norm).item<double>();
+  };
+  EXPECT_DOUBLE_EQ(scale(4.0, 1.0), 1.0 / (4.0 + 1e-6));
+  EXPECT_DOUBLE_EQ(scale(0.5, 1.0), 1.0);
+  EXPECT_DOUBLE_EQ(scale(1.0, 1.0), 1.0);
+  EXPECT_DOUBLE_EQ(scale(40.0, 0.0), 1.0);  // grad_clip 0: off
+  EXPECT_DOUBLE_EQ(scale(std::nan(""), 1.0), 1.0);  // non-finite norms skip the step instead
+}
+
 TEST(MemoryPlan, Zero1ShardsOnlyTheMomentsAndTheBigModelsFitOnEightGpus) {
   for (const char* name : {"samba-1.7b", "samba-3.8b"}) {
     const auto cfg = samba::load_model_config(std::string(SAMBA_SOURCE_DIR) + "/configs/models/" + name + ".yaml");

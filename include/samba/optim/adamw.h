@@ -68,6 +68,10 @@ class AdamW {
   torch::Tensor updates_;  // float64 scalar on the parameters' device: updates applied
 };
 
+// The gradient-clipping factor for a global gradient norm (a device scalar, float64), as a
+// device scalar: max_norm / (norm + 1e-6) above max_norm, else 1; max_norm <= 0 never clips.
+torch::Tensor clip_scale(const torch::Tensor& norm, double max_norm);
+
 // Linear warmup over warmup_fraction of total_steps, then cosine from lr to min_lr.
 double learning_rate(const OptimizerConfig& cfg, int64_t step, int64_t total_steps);
 

@@ -41,15 +41,14 @@ struct TrainState {
   static TrainState from_json(const nlohmann::json& j, const std::string& where);
 };
 
-// What one optimizer step produced, agreed by every rank. The trainer keeps `stats` on the
-// device and reads the steps of a log interval at once (one host synchronisation).
+// What one optimizer step produced, agreed by every rank, as the host sees it once the trainer
+// has read the step's statistics from the device (once per log interval: one synchronisation).
 struct StepOutcome {
-  torch::Tensor stats;        // float64 on the device: {loss, grad_norm, stop_signal, applied}
   double loss = 0;            // mean over the global batch
   double grad_norm = 0;       // before clipping
   bool skipped = false;       // non-finite loss or gradient somewhere: no update anywhere
   int stop_signal = 0;        // a rank received SIGTERM/SIGINT/SIGHUP
-  double seconds = 0;
+  double seconds = 0;         // wall time per step, averaged over the steps read together
   double comm_exposed_s = 0;  // waiting for gradient reduction after the backward pass
 };
 

@@ -19,9 +19,8 @@ __device__ __forceinline__ void update(float& p, float g, float& m, float& v, co
   p -= c.step_size * m / (sqrtf(v) * c.inv_sqrt_bc2 + c.eps);
 }
 
-// The device-decided coefficients, if any; false: skip the update.
+// The device-decided coefficients; false: skip the update.
 __device__ __forceinline__ bool take_control(const float* control, Coeffs& c) {
-  if (control == nullptr) return true;
   c.grad_scale = control[0];
   c.step_size = control[1];
   c.inv_sqrt_bc2 = control[2];
@@ -59,8 +58,9 @@ bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u
 
 const char* adamw_flat(const AdamWArgs& a, void* stream) {
   if (a.n <= 0) return nullptr;
-  const Coeffs c{1.0f - a.lr * a.weight_decay, a.beta1, 1.0f - a.beta1, a.beta2, 1.0f - a.beta2,
-                 a.eps,  a.step_size,          a.inv_sqrt_bc2, a.grad_scale};
+  if (a.control == nullptr) return "adamw_flat: no control (the device-side {grad_scale, step_size, inv_sqrt_bc2, apply})";
+  // step_size, inv_sqrt_bc2 and grad_scale come from the control block on the device.
+  const Coeffs c{1.0f - a.lr * a.weight_decay, a.beta1, 1.0f - a.beta1, a.beta2, 1.0f - a.beta2, a.eps, 0.f, 1.f, 1.f};
   auto s = static_cast<cudaStream_t>(stream);
   constexpr int kThreads = 256;
   constexpr int64_t kMaxBlocks = 132 * 16;  // enough to fill an H100/H200; the loop strides the rest

@@ -13,12 +13,9 @@ struct AdamWArgs {
   float* exp_avg_sq = nullptr;
   int64_t n = 0;
   float lr = 0, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0;
-  float step_size = 0;     // lr / (1 - beta1^t)
-  float inv_sqrt_bc2 = 1;  // 1 / sqrt(1 - beta2^t)
-  float grad_scale = 1;    // clipping
-  // When set: {grad_scale, step_size, inv_sqrt_bc2, apply} read on the device (the step decided
-  // there, no host synchronisation) in place of the three fields above; apply == 0 leaves
-  // parameters and moments as they are (a skipped step).
+  // Device memory, 4 floats {grad_scale (clipping), step_size = lr / (1 - beta1^t),
+  // inv_sqrt_bc2 = 1 / sqrt(1 - beta2^t), apply}: the step is decided on the device, no host
+  // synchronisation; apply == 0 leaves parameters and moments as they are (a skipped step).
   const float* control = nullptr;
 };
 
