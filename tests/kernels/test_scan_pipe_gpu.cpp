@@ -1,7 +1,6 @@
 // The pipelined selective-scan backward (the Mamba layer's layouts, N = 16): every optional
 // input present or absent against the fp64 reference, bitwise determinism, and agreement
-// with the first backward version. The default pipelined backward is the two-channel one;
-// `SAMBA_SCAN_BWD=1 kernels_test_scan_pipe_gpu` runs the same tests on the one-channel one.
+// with the first backward version.
 #include "op_harness.h"
 
 namespace {
@@ -77,8 +76,7 @@ TEST(SelectiveScanPipeGpu, EveryOptionalInputMatchesReference) {
   };
   for (const Opt o : {Opt{true, true, true}, Opt{false, true, true}, Opt{true, false, false}, Opt{false, false, false}}) {
     for (auto dtype : {torch::kBFloat16, torch::kFloat32}) {
-      // 72 channels: a full block of 64 (two of 32 for the one-channel version) and a partial
-      // one; 333 steps: a partial last chunk.
+      // 72 channels: two full blocks and a partial one; 333 steps: a partial last chunk.
       auto m = mamba_scan(2, 72, 333, dtype, o.z, o.d, o.bias, 11);
       auto g = run_gpu(m);
       auto [y64, h64] = K::selective_scan_reference(m.cpu64[0], m.cpu64[1], m.cpu64[2], m.cpu64[3], m.cpu64[4],

@@ -31,7 +31,7 @@ namespace samba::kernels::cuda {
 namespace {
 
 constexpr int kThreads = 128;
-constexpr int kFwdTile = kScanChunk < 32 ? kScanChunk : 32;  // divides kScanChunk
+constexpr int kFwdTile = 32;  // divides kScanChunk
 constexpr int kFwdNT = 8;     // states per thread, forward (SAMBA_SCAN_FWD_STATES=4 selects 4)
 constexpr int kBwdNT = 4;     // states per thread, backward (more registers per state)
 #ifndef SAMBA_SCAN_BWD_SUB
@@ -180,10 +180,8 @@ namespace pipe {
 #ifndef SAMBA_SCAN_FWD_TILE
 #define SAMBA_SCAN_FWD_TILE 32
 #endif
-constexpr int kTile = SAMBA_SCAN_FWD_TILE;  // steps per stage (a compile definition for measuring)
-static_assert(kScanChunk % kTile == 0 || kTile % kScanChunk == 0, "tiles and chunks must nest");
-// Steps between chunk-state saves inside a tile (a tile may hold several chunks).
-constexpr int kSaveEvery = kScanChunk < kTile ? kScanChunk : kTile;
+constexpr int kTile = SAMBA_SCAN_FWD_TILE;  // steps per stage; divides kScanChunk (a compile definition for measuring)
+static_assert(kScanChunk % kTile == 0, "the forward's tile must divide the chunk");
 constexpr int kStages = 2;  // tiles in flight: the next one loads while this one is worked on
 constexpr int kNT = 8;      // states per thread
 constexpr int kMaxThreads = 128;
@@ -342,7 +340,7 @@ __device__ __forceinline__ void issue_tile(const ScanArgs& a, bool with_z, T* ba
 // {dt, dt * u} rows (and bf16 B, C into fp32); (2) the recurrence, the states in registers;
 // (3) the gated output, one 16-byte store per item.
 template <typename T, int kN>
-__global__ void __launch_bounds__(kMaxThreads, 6) scan_fwd_pipe_kernel(ScanArgs a, MutView3 out, float* last_state,
+__global__ void __launch_bounds__(kMaxThreads) scan_fwd_pipe_kernel(ScanArgs a, MutView3 out, float* last_state,
                                                                     float* chunk_states) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   constexpr int NT = kNT;
@@ -409,15 +407,12 @@ __global__ void __launch_bounds__(kMaxThreads, 6) scan_fwd_pipe_kernel(ScanArgs 
         store_f32<V>(s_bc + i * V, x);
       }
     }
-    __syncthreads();
-    // The state before step t of the tile, if a chunk starts there.
-    auto save = [&](int t) {
-      if (chunk_states && active && (t0 + t) % kScanChunk == 0) {
-        float* dst = chunk_states + ((static_cast<int64_t>(b) * a.E + e) * nchunks + (t0 + t) / kScanChunk) * kN + n0;
+    if (chunk_states && t0 % kScanChunk == 0 && active) {
+      float* dst = chunk_states + ((static_cast<int64_t>(b) * a.E + e) * nchunks + t0 / kScanChunk) * kN + n0;
 #pragma unroll
-        for (int j = 0; j < NT; ++j) dst[j] = h[j];
-      }
-    };
+      for (int j = 0; j < NT; ++j) dst[j] = h[j];
+    }
+    __syncthreads();
     const float* Bf = kF32 ? reinterpret_cast<const float*>(st.B) : s_bc;
     const float* Cf = Bf + kTile * kN;
     auto step = [&](int t) {
@@ -438,16 +433,10 @@ __global__ void __launch_bounds__(kMaxThreads, 6) scan_fwd_pipe_kernel(ScanArgs 
       if (want_y) s_y[t * l.cpb + c] = group_sum(y0 + y1, l.tpc);
     };
     if (len == kTile) {
-      for (int t0s = 0; t0s < kTile; t0s += kSaveEvery) {
-        save(t0s);
 #pragma unroll 8
-        for (int t = t0s; t < t0s + kSaveEvery; ++t) step(t);
-      }
+      for (int t = 0; t < kTile; ++t) step(t);
     } else {
-      for (int t = 0; t < len; ++t) {
-        if (t % kSaveEvery == 0) save(t);
-        step(t);
-      }
+      for (int t = 0; t < len; ++t) step(t);
     }
     if (want_y) {
       __syncthreads();
@@ -833,349 +822,6 @@ __global__ void __launch_bounds__(kBwdThreads, 4) scan_bwd_pipe_kernel(ScanArgs 
 
 }  // namespace pipe
 
-// ---- Backward, second pipelined version (N = 16): two channels per thread ------------------
-// The first pipelined backward spends most of its ~50 instructions per (channel, state, step)
-// on work done once per thread and step whatever the states: the dB/dC halving over the warp's
-// channels (7 shuffles, 7 adds and the selects), the channel's loads, sums, softplus' and
-// stores. Here each thread owns the same 4 states of two channels (c and c + 32), so its dB/dC
-// values are summed over both channels before the halving and that work is shared by twice the
-// state-steps. A block owns 64 channels; with 16-step chunks, 4-step sub-chunks held in
-// registers and two stages, its shared memory (~54 KB) and registers (<= 168) let 3 blocks run
-// per SM: 192 channels per SM, one wave for 8 x 3072 channels on 132 SMs (the first version
-// needs 1.45). The order of every sum is fixed: bitwise deterministic, no atomics.
-namespace pipe2 {
-
-using pipe::copy_rows_async;
-using pipe::kVec;
-using pipe::load_f32;
-using pipe::load_vec;
-using pipe::store_f32;
-using pipe::store_vec;
-
-constexpr int kNT = 4;                         // states per thread
-constexpr int kState = 16;                     // the one state size this version takes
-constexpr int kTpc = kState / kNT;             // threads per channel pair (4)
-constexpr int kCh = 2;                         // channels per thread
-constexpr int kGroups = 32;                    // channel pairs per block
-constexpr int kThreads = kGroups * kTpc;       // 128
-constexpr int kW = kGroups * kCh;              // channels per block (64)
-constexpr int kWarps = kThreads / 32;
-constexpr int kChunk = kScanChunk;             // steps per tile = the saved-state chunk
-constexpr int kSub = 4;                        // steps recomputed into registers at once
-constexpr int kStages = 2;
-static_assert(kChunk % kSub == 0 && kChunk <= 32, "sub-chunks must divide the chunk");
-static_assert(kTpc == 4 && kGroups % 8 == 0, "the dB/dC halving assumes 8 pairs x 4 lanes per warp");
-static_assert(kSub * 32 == kThreads, "one dB/dC output per thread per sub-chunk");
-
-// Raw elements of one stage: u, delta, z, grad_out (kChunk x kW), B, C (kChunk x N).
-constexpr int kStageElems = kChunk * (4 * kW + 2 * kState);
-
-template <typename T>
-constexpr size_t smem_bytes() {
-  return static_cast<size_t>(kStages) * kStageElems * sizeof(T) +
-         sizeof(float) * (4 * kChunk * kW                        // dt, u, gy, zf rows
-                          + 2 * kChunk * kState                  // B, C
-                          + (kChunk / kSub) * kCh * kNT * kThreads  // sub-chunk states
-                          + kSub * kThreads);                    // per-warp dB/dC sums
-}
-
-template <typename T>
-struct Stage {
-  T *u, *delta, *z, *g, *B, *C;
-};
-template <typename T>
-__device__ __forceinline__ Stage<T> stage_at(T* base, int k) {
-  T* p = base + static_cast<size_t>(k & 1) * kStageElems;
-  Stage<T> s;
-  s.u = p;
-  s.delta = s.u + kChunk * kW;
-  s.z = s.delta + kChunk * kW;
-  s.g = s.z + kChunk * kW;
-  s.B = s.g + kChunk * kW;
-  s.C = s.B + kChunk * kState;
-  return s;
-}
-
-// Copies of chunk k into its stage; past L and past E zero-filled (zero u and grad make a
-// padded channel's or step's contributions exactly zero).
-template <typename T>
-__device__ __forceinline__ void issue(const ScanArgs& a, const View3& gout, bool with_z, T* base, int b, int e0, int k) {
-  const Stage<T> s = stage_at(base, k);
-  const int t0 = k * kChunk, cols = a.E - e0;
-  constexpr int R = kChunk, P = kThreads;
-  copy_rows_async<T, R, kW, P>(s.u, a.u.data, b * a.u.s_batch + e0, a.u.s_time, cols, t0, a.L);
-  copy_rows_async<T, R, kW, P>(s.delta, a.delta.data, b * a.delta.s_batch + e0, a.delta.s_time, cols, t0, a.L);
-  if (with_z) copy_rows_async<T, R, kW, P>(s.z, a.z.data, b * a.z.s_batch + e0, a.z.s_time, cols, t0, a.L);
-  copy_rows_async<T, R, kW, P>(s.g, gout.data, b * gout.s_batch + e0, gout.s_time, cols, t0, a.L);
-  copy_rows_async<T, R, kState, P>(s.B, a.B.data, b * a.B.s_batch, a.B.s_time, kState, t0, a.L);
-  copy_rows_async<T, R, kState, P>(s.C, a.C.data, b * a.C.s_batch, a.C.s_time, kState, t0, a.L);
-}
-
-template <typename T>
-__global__ void __launch_bounds__(kThreads, 3) scan_bwd_kernel(ScanArgs a, View3 gout, BwdOut o,
-                                                               const float* chunk_states) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  constexpr int NT = kNT, W = kW;
-  constexpr int V = kVec<T>, kRowVecs = W / V;
-  static_assert(kThreads % kRowVecs == 0, "a thread's items keep one channel vector");
-  T* stages = reinterpret_cast<T*>(smem_raw);
-  // Working rows, [step][channel] fp32.
-  float* s_dt = reinterpret_cast<float*>(smem_raw + static_cast<size_t>(kStages) * kStageElems * sizeof(T));
-  float* s_u = s_dt + kChunk * W;
-  float* s_gy = s_u + kChunk * W;   // gy, then du
-  float* s_zf = s_gy + kChunk * W;  // zf, then dz
-  float* s_B = s_zf + kChunk * W;   // [kChunk][N], then C
-  float* s_C = s_B + kChunk * kState;
-  float* s_ck = s_C + kChunk * kState;                          // [sub][channel][NT][threads]
-  float* s_xw = s_ck + (kChunk / kSub) * kCh * NT * kThreads;   // [step in sub][warp][lane]
-
-  const int b = blockIdx.y, e0 = blockIdx.x * W;
-  const int rows = min(W, a.E - e0);
-  const int pair = threadIdx.x / kTpc, g = threadIdx.x % kTpc, n0 = g * NT;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  int cl[kCh];       // the thread's channels within the block
-  bool act[kCh];
-  const bool with_z = a.z.data != nullptr;
-  // The channel vector of this thread's items in the row passes.
-  const int cv = (threadIdx.x % kRowVecs) * V;
-  const bool cv_in = cv < rows;  // whole vectors: E % V == 0
-  float A[kCh][NT], A2[kCh][NT], gA[kCh][NT], gh[kCh][NT], Dv[kCh], gD[kCh], gbias[kCh];
-#pragma unroll
-  for (int j = 0; j < kCh; ++j) {
-    cl[j] = pair + j * kGroups;
-    act[j] = cl[j] < rows;
-#pragma unroll
-    for (int q = 0; q < NT; ++q) {
-      A[j][q] = act[j] ? a.A[static_cast<int64_t>(e0 + cl[j]) * kState + n0 + q] : 0.f;
-      A2[j][q] = A[j][q] * kLog2e;
-      gA[j][q] = 0.f;
-      gh[j][q] = 0.f;
-    }
-    Dv[j] = (act[j] && a.D) ? a.D[e0 + cl[j]] : 0.f;
-    gD[j] = 0.f;
-    gbias[j] = 0.f;
-  }
-  const int nchunks = num_chunks(a.L);
-  const int64_t part_base = static_cast<int64_t>(blockIdx.x * a.batch + b) * a.L;
-
-  issue<T>(a, gout, with_z, stages, b, e0, nchunks - 1);
-  pipe::cp_async_commit();
-  for (int k = nchunks - 1; k >= 0; --k) {
-    const int t0 = k * kChunk, len = min(kChunk, a.L - t0);
-    __syncthreads();  // the previous chunk is done with the working rows and with stage (k-1) & 1
-    if (k > 0) issue<T>(a, gout, with_z, stages, b, e0, k - 1);
-    pipe::cp_async_commit();
-    pipe::cp_async_wait<1>();
-    __syncthreads();  // chunk k landed for every thread
-    {
-      // 1. The raw chunk into fp32 rows, one (step, channel vector) item at a time.
-      const Stage<T> st = stage_at(stages, k);
-      for (int i = threadIdx.x; i < kChunk * kRowVecs; i += kThreads) {
-        const int t = i / kRowVecs, o_ = t * W + cv;
-        float dv[V], gv[V], zv[V], uv[V], gy[V], zf[V];
-        load_vec(st.delta + o_, dv);
-        load_vec(st.g + o_, gv);
-        load_vec(st.u + o_, uv);
-        if (with_z) load_vec(st.z + o_, zv);
-#pragma unroll
-        for (int j = 0; j < V; ++j) {
-          const float x = dv[j] + (a.bias && cv_in ? a.bias[e0 + cv + j] : 0.f);
-          dv[j] = a.softplus ? softplus(x) : x;
-          gy[j] = gv[j];
-          zf[j] = 0.f;
-          if (with_z) {
-            const float sg = sigmoid(zv[j]);
-            gy[j] = gv[j] * zv[j] * sg;
-            zf[j] = gv[j] * sg * (1.f + zv[j] * (1.f - sg));
-          }
-        }
-        store_f32<V>(s_dt + o_, dv);
-        store_f32<V>(s_u + o_, uv);
-        store_f32<V>(s_gy + o_, gy);
-        store_f32<V>(s_zf + o_, zf);
-      }
-      for (int i = threadIdx.x; i < 2 * kChunk * kState / V; i += kThreads) {
-        float x[V];
-        load_vec(st.B + i * V, x);
-        store_f32<V>(s_B + i * V, x);
-      }
-    }
-    float h[kCh][NT];
-#pragma unroll
-    for (int j = 0; j < kCh; ++j) {
-      const int e = e0 + (act[j] ? cl[j] : 0);
-      const float* src = chunk_states + ((static_cast<int64_t>(b) * a.E + e) * nchunks + k) * kState + n0;
-#pragma unroll
-      for (int q = 0; q < NT; ++q) h[j][q] = act[j] ? src[q] : 0.f;
-    }
-    __syncthreads();
-
-    // 2. Recompute the chunk's states up to its last sub-chunk: the state before each sub-chunk.
-    const int nsub = (len + kSub - 1) / kSub;
-    auto keep = [&](int sub) {
-#pragma unroll
-      for (int j = 0; j < kCh; ++j)
-#pragma unroll
-        for (int q = 0; q < NT; ++q) s_ck[((sub * kCh + j) * NT + q) * kThreads + threadIdx.x] = h[j][q];
-    };
-    for (int ts = 0; ts < (nsub - 1) * kSub; ts += kSub) {
-      keep(ts / kSub);
-#pragma unroll
-      for (int t = ts; t < ts + kSub; ++t) {
-        const float4 Bt = *reinterpret_cast<const float4*>(s_B + t * kState + n0);
-        const float Bv[NT] = {Bt.x, Bt.y, Bt.z, Bt.w};
-#pragma unroll
-        for (int j = 0; j < kCh; ++j) {
-          const float dt = s_dt[t * W + cl[j]], dtu = dt * s_u[t * W + cl[j]];
-#pragma unroll
-          for (int q = 0; q < NT; ++q) h[j][q] = fast_exp2(dt * A2[j][q]) * h[j][q] + dtu * Bv[q];
-        }
-      }
-    }
-    keep(nsub - 1);
-
-    // 3. Sub-chunks from the last, walked backwards. Steps past len (last chunk only) run on
-    // the zero-filled tail of the rows: finite states, zero gradients (gy is zero there), and
-    // those rows are never stored.
-    for (int sub = nsub - 1; sub >= 0; --sub) {
-      const int ts = sub * kSub;
-      float hb[kCh][NT], hs[kSub][kCh][NT], dec[kSub][kCh][NT];
-#pragma unroll
-      for (int j = 0; j < kCh; ++j)
-#pragma unroll
-        for (int q = 0; q < NT; ++q) hb[j][q] = s_ck[((sub * kCh + j) * NT + q) * kThreads + threadIdx.x];
-#pragma unroll
-      for (int i = 0; i < kSub; ++i) {
-        const int t = ts + i;
-        const float4 Bt = *reinterpret_cast<const float4*>(s_B + t * kState + n0);
-        const float Bv[NT] = {Bt.x, Bt.y, Bt.z, Bt.w};
-#pragma unroll
-        for (int j = 0; j < kCh; ++j) {
-          const float dt = s_dt[t * W + cl[j]], dtu = dt * s_u[t * W + cl[j]];
-#pragma unroll
-          for (int q = 0; q < NT; ++q) {
-            dec[i][j][q] = fast_exp2(dt * A2[j][q]);
-            hs[i][j][q] = dec[i][j][q] * (i > 0 ? hs[i > 0 ? i - 1 : 0][j][q] : hb[j][q]) + dtu * Bv[q];
-          }
-        }
-      }
-#pragma unroll
-      for (int i = kSub - 1; i >= 0; --i) {
-        const int t = ts + i;
-        const float4 Bt = *reinterpret_cast<const float4*>(s_B + t * kState + n0);
-        const float4 Ct = *reinterpret_cast<const float4*>(s_C + t * kState + n0);
-        const float Bv[NT] = {Bt.x, Bt.y, Bt.z, Bt.w}, Cv[NT] = {Ct.x, Ct.y, Ct.z, Ct.w};
-        float x[2 * NT];  // this thread's dB (0..3) and dC (4..7), summed over its channels
-#pragma unroll
-        for (int q = 0; q < 2 * NT; ++q) x[q] = 0.f;
-        float gpre[kCh], du[kCh], yz[kCh];
-#pragma unroll
-        for (int j = 0; j < kCh; ++j) {
-          const int r = t * W + cl[j];
-          const float gy = s_gy[r], dt = s_dt[r], uu = s_u[r], dtu = dt * uu;
-          float sA = 0.f, sB = 0.f, y = 0.f;
-#pragma unroll
-          for (int q = 0; q < NT; ++q) {
-            y += Cv[q] * hs[i][j][q];
-            gh[j][q] += gy * Cv[q];
-            x[NT + q] += gy * hs[i][j][q];
-            const float hp = i > 0 ? hs[i > 0 ? i - 1 : 0][j][q] : hb[j][q];
-            const float ghd = gh[j][q] * dec[i][j][q];
-            const float ge = ghd * hp;  // dLoss/d(dt * A)
-            gA[j][q] += ge * dt;
-            sA += ge * A[j][q];
-            sB += gh[j][q] * Bv[q];
-            x[q] += gh[j][q] * dtu;
-            gh[j][q] = ghd;
-          }
-          // Sums over the pair's 4 lanes (every lane gets them).
-          sA += __shfl_xor_sync(0xffffffffu, sA, 1);
-          sB += __shfl_xor_sync(0xffffffffu, sB, 1);
-          y += __shfl_xor_sync(0xffffffffu, y, 1);
-          sA += __shfl_xor_sync(0xffffffffu, sA, 2);
-          sB += __shfl_xor_sync(0xffffffffu, sB, 2);
-          y += __shfl_xor_sync(0xffffffffu, y, 2);
-          const float gdt = sA + sB * uu;
-          // softplus'(x) = sigmoid(x) = 1 - exp(-softplus(x)), from dt itself.
-          gpre[j] = a.softplus ? gdt * one_minus_exp_neg(dt) : gdt;
-          du[j] = sB * dt + gy * Dv[j];
-          yz[j] = y + Dv[j] * uu;  // the pre-gate output: dz = zf * yz
-          gD[j] += gy * uu;
-          gbias[j] += gpre[j];
-        }
-        // Sum over the warp's 8 pairs (lane bits 2..4), halving: at each level a lane keeps
-        // half of its values and adds its partner's copy of that half.
-#pragma unroll
-        for (int level = 0; level < 3; ++level) {
-          const int mask = 16 >> level, half = NT >> level;  // 4, 2, 1 pairs
-          const bool upper = (lane & mask) != 0;
-#pragma unroll
-          for (int q = 0; q < half; ++q) {
-            const float send = upper ? x[q] : x[q + half];
-            const float keep_v = upper ? x[q + half] : x[q];
-            x[q] = keep_v + __shfl_xor_sync(0xffffffffu, send, mask);
-          }
-        }
-        s_xw[(i * kWarps + warp) * 32 + lane] = x[0];
-        __syncwarp();  // the pairs' lanes have read gy, dt and zf before lane 0 overwrites them
-        if (g == 0) {
-#pragma unroll
-          for (int j = 0; j < kCh; ++j) {
-            const int r = t * W + cl[j];
-            s_dt[r] = gpre[j];
-            s_gy[r] = du[j];
-            s_zf[r] *= yz[j];
-          }
-        }
-      }
-      __syncthreads();
-      // dB, dC of this sub-chunk: the warps' sums in warp order, one output per thread.
-      {
-        const int i = threadIdx.x / 32, ln = threadIdx.x % 32, t = ts + i;
-        if (t < len) {
-          float sum = 0.f;
-#pragma unroll
-          for (int w = 0; w < kWarps; ++w) sum += s_xw[(i * kWarps + w) * 32 + ln];
-          const int v = (ln >> 2) & 7, n = 4 * (ln & 3) + (v & 3);
-          float* dst = (v >> 2) == 0 ? o.part_B : o.part_C;
-          dst[(part_base + t0 + t) * kState + n] = sum;
-        }
-      }
-      __syncthreads();
-    }
-
-    // 4. This chunk's du, d delta and dz, one 16-byte store per item and gradient.
-    if (cv_in) {
-      for (int i = threadIdx.x; i < len * kRowVecs; i += kThreads) {
-        const int t = i / kRowVecs, r = t * W + cv;
-        const int col = e0 + cv;
-        float xv[V];
-        load_f32<V>(s_gy + r, xv);
-        store_vec(static_cast<T*>(o.u.data) + b * o.u.s_batch + col + (t0 + t) * o.u.s_time, xv);
-        load_f32<V>(s_dt + r, xv);
-        store_vec(static_cast<T*>(o.delta.data) + b * o.delta.s_batch + col + (t0 + t) * o.delta.s_time, xv);
-        if (o.z.data) {
-          load_f32<V>(s_zf + r, xv);
-          store_vec(static_cast<T*>(o.z.data) + b * o.z.s_batch + col + (t0 + t) * o.z.s_time, xv);
-        }
-      }
-    }
-  }
-#pragma unroll
-  for (int j = 0; j < kCh; ++j) {
-    if (!act[j]) continue;
-    const int64_t e = e0 + cl[j];
-#pragma unroll
-    for (int q = 0; q < NT; ++q) o.part_A[(static_cast<int64_t>(b) * a.E + e) * kState + n0 + q] = gA[j][q];
-    if (g == 0) {
-      o.part_D[static_cast<int64_t>(b) * a.E + e] = gD[j];
-      o.part_bias[static_cast<int64_t>(b) * a.E + e] = gbias[j];
-    }
-  }
-}
-
-}  // namespace pipe2
-
 template <typename T, int GB>
 __global__ void __launch_bounds__(kThreads) scan_bwd_kernel(ScanArgs a, View3 gout, BwdOut o,
                                                             const float* chunk_states, Split sp) {
@@ -1407,12 +1053,6 @@ bool use_pipeline() {
   static const bool on = !env_is("SAMBA_SCAN_PIPELINE", 0);
   return on;
 }
-// The pipelined backward: 2 (two channels per thread, the default) or 1 (SAMBA_SCAN_BWD=1,
-// the first, one channel per thread; for measuring).
-int pipe_bwd_version() {
-  static const int v = env_is("SAMBA_SCAN_BWD", 1) ? 1 : 2;
-  return v;
-}
 
 template <typename T>
 Status launch_forward(const ScanArgs& a, MutView3 out, float* last_state, float* chunk_states, cudaStream_t stream) {
@@ -1465,17 +1105,6 @@ Status launch_backward_gb(const ScanArgs& a, View3 gout, const ScanGrads& g, con
   const int groups = (a.E + sp.cpb - 1) / sp.cpb;
   const dim3 grid(groups, a.batch);
   const BwdOut o{g.u, g.delta, g.z, w.part_B, w.part_C, w.part_A, w.part_D, w.part_bias};
-  if (use_pipeline() && pipe::bwd_eligible<T>(a, gout, g) && pipe_bwd_version() == 2) {
-    static_assert(pipe2::kW >= 32, "the partial buffers are carved for bwd_split's 32 channels per block");
-    constexpr size_t psmem = pipe2::smem_bytes<T>();
-    const cudaError_t perr = cudaFuncSetAttribute(pipe2::scan_bwd_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                  static_cast<int>(psmem));
-    if (perr != cudaSuccess) return cudaGetErrorString(perr);
-    const int groups2 = (a.E + pipe2::kW - 1) / pipe2::kW;
-    pipe2::scan_bwd_kernel<T><<<dim3(groups2, a.batch), pipe2::kThreads, psmem, stream>>>(a, gout, o, states);
-    if (Status s = launch_status()) return s;
-    return sum_partials(a, g, w, groups2, stream);
-  }
   if (use_pipeline() && pipe::bwd_eligible<T>(a, gout, g)) {
     static_assert(pipe::kBwdChannels == 32, "the partial buffers are carved for bwd_split's 32 channels per block");
     constexpr size_t psmem = pipe::bwd_smem_bytes<T>();

@@ -11,7 +11,7 @@ namespace samba::kernels::cuda {
 // States are saved every kScanChunk steps (backward restarts each chunk from them).
 // SAMBA_SCAN_CHUNK / SAMBA_SCAN_BWD_SUB (compile definitions) exist for measuring variants.
 #ifndef SAMBA_SCAN_CHUNK
-#define SAMBA_SCAN_CHUNK 16
+#define SAMBA_SCAN_CHUNK 32
 #endif
 constexpr int kScanChunk = SAMBA_SCAN_CHUNK;
 // Largest state size the kernels handle (states are spread over up to 32 lanes).
