@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -9,6 +10,8 @@
 #include <cstring>
 #include <map>
 #include <sstream>
+
+#include <c10/core/DeviceGuard.h>
 
 #include "samba/ckpt/checkpoint.h"
 #include "samba/core/error.h"
@@ -58,6 +61,76 @@ TrainState TrainState::from_json(const nlohmann::json& j, const std::string& whe
   s.zero1 = j.value("zero1", false);
   if (j.contains("recipe_changes") && j.at("recipe_changes").is_array()) s.recipe_changes = j.at("recipe_changes");
   return s;
+}
+
+// ---------------------------------------------------------------- BatchPrefetcher
+
+BatchPrefetcher::BatchPrefetcher(data::PackedLoader& loader, int64_t micro_batch, torch::Device device, int depth)
+    : loader_(loader),
+      micro_batch_(micro_batch),
+      device_(device),
+      depth_(static_cast<size_t>(std::max(depth, 1))),
+      consumed_(loader.cursor()),
+      thread_([this] { run(); }) {}
+
+BatchPrefetcher::~BatchPrefetcher() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void BatchPrefetcher::run() {
+  try {
+    // Pinned host memory is allocated through the run's GPU (not the thread's default device 0,
+    // which would create a context there on every rank).
+    const c10::DeviceGuard guard(device_);
+    const auto opts = torch::TensorOptions(torch::kInt32).pinned_memory(device_.is_cuda());
+    while (true) {
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || ready_.size() < depth_; });
+        if (stop_) return;
+      }
+      std::vector<int32_t> rows = loader_.next_batch(micro_batch_);
+      check(rows.size() == static_cast<size_t>(micro_batch_ * (loader_.seq_len() + 1)),
+            "BatchPrefetcher: the loader returned a short batch (", rows.size() / (loader_.seq_len() + 1), " of ",
+            micro_batch_, " rows): it needs a training-mode loader, which never runs out");
+      auto batch = torch::empty({micro_batch_, loader_.seq_len() + 1}, opts);
+      std::memcpy(batch.data_ptr<int32_t>(), rows.data(), rows.size() * sizeof(int32_t));
+      const data::Cursor after = loader_.cursor();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        ready_.emplace_back(std::move(batch), after);
+      }
+      cv_.notify_all();
+    }
+  } catch (...) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      error_ = std::current_exception();
+    }
+    cv_.notify_all();
+  }
+}
+
+torch::Tensor BatchPrefetcher::next() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return !ready_.empty() || error_; });
+  if (ready_.empty()) std::rethrow_exception(error_);  // batches read before the error go first
+  auto [batch, after] = std::move(ready_.front());
+  ready_.pop_front();
+  consumed_ = after;
+  lock.unlock();
+  cv_.notify_all();
+  return batch;
+}
+
+data::Cursor BatchPrefetcher::cursor() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return consumed_;
 }
 
 // ---------------------------------------------------------------- StopSignals

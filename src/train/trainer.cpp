@@ -61,6 +61,7 @@ class Trainer {
   bool zero1_ = false;
   data::DatasetManifest dataset_;
   std::unique_ptr<data::PackedLoader> loader_;
+  std::unique_ptr<BatchPrefetcher> batches_;  // owns loader_ while the loop runs (declared after it)
   LanguageModel model_{nullptr};
   std::unique_ptr<dist::FlatParameters> flat_;
   std::unique_ptr<dist::GradReducer> reducer_;
@@ -265,18 +266,11 @@ Trainer::DeviceStep Trainer::train_step() {
   const double scale = 1.0 / static_cast<double>(accum_ * comm_->world());
   const bool poison = faults_->poison_loss(state_.step + 1);
   for (int64_t micro = 0; micro < accum_; ++micro) {
-    std::vector<int32_t> rows = loader_->next_batch(cfg_.micro_batch);
-    auto host = torch::from_blob(rows.data(), {cfg_.micro_batch, cfg_.seq_len + 1}, torch::kInt32);
-    torch::Tensor batch;
-    if (device_.is_cuda()) {
-      // Staged in pinned memory and copied asynchronously (the caching host allocator keeps
-      // the staging buffer until the copy has run).
-      auto pinned = torch::empty(host.sizes(), torch::TensorOptions(torch::kInt32).pinned_memory(true));
-      pinned.copy_(host);
-      batch = pinned.to(device_, torch::kInt32, /*non_blocking=*/true).to(torch::kLong);
-    } else {
-      batch = host.to(torch::kLong);
-    }
+    // Read ahead on the prefetcher's thread into pinned memory (on a GPU run): the copy is
+    // asynchronous, and the caching host allocator keeps the buffer until it has run.
+    const torch::Tensor host = batches_->next();
+    const torch::Tensor batch = device_.is_cuda() ? host.to(device_, torch::kInt32, /*non_blocking=*/true).to(torch::kLong)
+                                                  : host.to(torch::kLong);
     torch::Tensor loss;
     {
       runtime::AutocastScope autocast(device_, bf16_);
@@ -358,7 +352,7 @@ void Trainer::save(const char* reason) {
                                 {"tokenizer_path", dataset_.tokenizer},
                                 {"dataset_dir", dataset_.dir},
                                 {"model_name", cfg_.model.name}};
-  state_.cursor = loader_->cursor();
+  state_.cursor = batches_ ? batches_->cursor() : loader_->cursor();
   result_.last_checkpoint = checkpointer_->save(state_, *model_, *optimizer_, zero1_, extra, reason);
   last_drain_ = std::chrono::steady_clock::now();  // the next steps' time excludes the save
 }
@@ -373,6 +367,8 @@ TrainResult Trainer::run() {
     last_drain_ = std::chrono::steady_clock::now();  // the next steps' time excludes the evaluation
   };
   last_drain_ = std::chrono::steady_clock::now();
+  // From here the prefetcher's thread reads the loader (resume has restored its cursor).
+  if (state_.step < total_steps_) batches_ = std::make_unique<BatchPrefetcher>(*loader_, cfg_.micro_batch, device_);
 
   while (state_.step < total_steps_) {
     const double lr = learning_rate(cfg_.optimizer, state_.step, total_steps_);
@@ -412,6 +408,10 @@ TrainResult Trainer::run() {
     if (ckpt_due) save("periodic");
   }
   metrics_->finish();
+  // Stop reading ahead; checkpoints from here save the consumed position, which batches_ held.
+  if (batches_) state_.cursor = batches_->cursor();
+  batches_.reset();
+  loader_->restore(state_.cursor);
   result_.steps = state_.step;
   result_.tokens = state_.tokens;
   if (state_.step >= total_steps_ && !result_.interrupted) {

@@ -5,10 +5,15 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <exception>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "samba/core/train_config.h"
@@ -50,6 +55,39 @@ struct StepOutcome {
   int stop_signal = 0;        // a rank received SIGTERM/SIGINT/SIGHUP
   double seconds = 0;         // wall time per step, averaged over the steps read together
   double comm_exposed_s = 0;  // waiting for gradient reduction after the backward pass
+};
+
+// Reads the training micro-batches on a background thread, up to `depth` ahead of the step
+// that needs them, each staged in its own host tensor (pinned memory when the run is on a
+// GPU, so the step only queues an asynchronous copy). Once started, the thread owns the loader:
+// nothing else may call it. The batches and their order are exactly the loader's; cursor() is
+// the position after the batches next() has handed out (what a checkpoint saves), not the
+// thread's read-ahead position. A loader error is rethrown by next().
+class BatchPrefetcher {
+ public:
+  BatchPrefetcher(data::PackedLoader& loader, int64_t micro_batch, torch::Device device, int depth = 2);
+  ~BatchPrefetcher();
+  BatchPrefetcher(const BatchPrefetcher&) = delete;
+  BatchPrefetcher& operator=(const BatchPrefetcher&) = delete;
+
+  // The next micro-batch: (micro_batch, seq_len + 1) int32 on the host; blocks until it is read.
+  torch::Tensor next();
+  data::Cursor cursor() const;
+
+ private:
+  void run();
+
+  data::PackedLoader& loader_;
+  const int64_t micro_batch_;
+  const torch::Device device_;
+  const size_t depth_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::pair<torch::Tensor, data::Cursor>> ready_;  // read, not yet handed out
+  data::Cursor consumed_;
+  std::exception_ptr error_;
+  bool stop_ = false;
+  std::thread thread_;  // last: starts after every member above exists
 };
 
 // SIGTERM, SIGINT and SIGHUP set a flag; the trainer shares it with all ranks in the step's
