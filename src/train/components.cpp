@@ -11,8 +11,6 @@
 #include <map>
 #include <sstream>
 
-#include <c10/core/DeviceGuard.h>
-
 #include "samba/ckpt/checkpoint.h"
 #include "samba/core/error.h"
 #include "samba/core/log.h"
@@ -65,10 +63,9 @@ TrainState TrainState::from_json(const nlohmann::json& j, const std::string& whe
 
 // ---------------------------------------------------------------- BatchPrefetcher
 
-BatchPrefetcher::BatchPrefetcher(data::PackedLoader& loader, int64_t micro_batch, torch::Device device, int depth)
+BatchPrefetcher::BatchPrefetcher(data::PackedLoader& loader, int64_t micro_batch, int depth)
     : loader_(loader),
       micro_batch_(micro_batch),
-      device_(device),
       depth_(static_cast<size_t>(std::max(depth, 1))),
       consumed_(loader.cursor()),
       thread_([this] { run(); }) {}
@@ -84,10 +81,9 @@ BatchPrefetcher::~BatchPrefetcher() {
 
 void BatchPrefetcher::run() {
   try {
-    // Pinned host memory is allocated through the run's GPU (not the thread's default device 0,
-    // which would create a context there on every rank).
-    const c10::DeviceGuard guard(device_);
-    const auto opts = torch::TensorOptions(torch::kInt32).pinned_memory(device_.is_cuda());
+    // Plain host memory: no CUDA call on this thread (the step stages the batch in pinned
+    // memory on its own thread, a 100-KB copy, then copies it to the GPU asynchronously).
+    const auto opts = torch::TensorOptions(torch::kInt32);
     while (true) {
       {
         std::unique_lock<std::mutex> lock(mu_);

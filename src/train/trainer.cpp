@@ -266,11 +266,17 @@ Trainer::DeviceStep Trainer::train_step() {
   const double scale = 1.0 / static_cast<double>(accum_ * comm_->world());
   const bool poison = faults_->poison_loss(state_.step + 1);
   for (int64_t micro = 0; micro < accum_; ++micro) {
-    // Read ahead on the prefetcher's thread into pinned memory (on a GPU run): the copy is
-    // asynchronous, and the caching host allocator keeps the buffer until it has run.
+    // Read ahead on the prefetcher's thread; on a GPU run staged in pinned memory and copied
+    // asynchronously (the caching host allocator keeps the staging buffer until the copy has run).
     const torch::Tensor host = batches_->next();
-    const torch::Tensor batch = device_.is_cuda() ? host.to(device_, torch::kInt32, /*non_blocking=*/true).to(torch::kLong)
-                                                  : host.to(torch::kLong);
+    torch::Tensor batch;
+    if (device_.is_cuda()) {
+      auto pinned = torch::empty(host.sizes(), torch::TensorOptions(torch::kInt32).pinned_memory(true));
+      pinned.copy_(host);
+      batch = pinned.to(device_, torch::kInt32, /*non_blocking=*/true).to(torch::kLong);
+    } else {
+      batch = host.to(torch::kLong);
+    }
     torch::Tensor loss;
     {
       runtime::AutocastScope autocast(device_, bf16_);
@@ -368,7 +374,7 @@ TrainResult Trainer::run() {
   };
   last_drain_ = std::chrono::steady_clock::now();
   // From here the prefetcher's thread reads the loader (resume has restored its cursor).
-  if (state_.step < total_steps_) batches_ = std::make_unique<BatchPrefetcher>(*loader_, cfg_.micro_batch, device_);
+  if (state_.step < total_steps_) batches_ = std::make_unique<BatchPrefetcher>(*loader_, cfg_.micro_batch);
 
   while (state_.step < total_steps_) {
     const double lr = learning_rate(cfg_.optimizer, state_.step, total_steps_);

@@ -58,7 +58,7 @@ TEST(BatchPrefetcher, SameBatchesAndCursorAsTheLoader) {
   for (int i = 0; i < 2; ++i) ahead.next_batch(micro), direct.next_batch(micro);
   samba::data::Cursor consumed;
   {
-    samba::BatchPrefetcher prefetcher(ahead, micro, torch::Device(torch::kCPU), /*depth=*/2);
+    samba::BatchPrefetcher prefetcher(ahead, micro, /*depth=*/2);
     EXPECT_EQ(prefetcher.cursor(), direct.cursor());
     // Several epochs' worth (the shards hold ~29 windows of 16).
     for (int i = 0; i < 40; ++i) {
@@ -85,7 +85,7 @@ TEST(BatchPrefetcher, ReaderErrorReachesTheCallerAfterEarlierBatches) {
   auto loader = samba::data::PackedLoader::sequential(shards.paths, seq);
   const int64_t full = static_cast<int64_t>(loader.num_windows()) / micro;
   ASSERT_GE(full, 2);
-  samba::BatchPrefetcher prefetcher(loader, micro, torch::Device(torch::kCPU));
+  samba::BatchPrefetcher prefetcher(loader, micro);
   for (int64_t i = 0; i < full; ++i) EXPECT_EQ(prefetcher.next().size(0), micro);
   try {
     prefetcher.next();

@@ -58,14 +58,14 @@ struct StepOutcome {
 };
 
 // Reads the training micro-batches on a background thread, up to `depth` ahead of the step
-// that needs them, each staged in its own host tensor (pinned memory when the run is on a
-// GPU, so the step only queues an asynchronous copy). Once started, the thread owns the loader:
-// nothing else may call it. The batches and their order are exactly the loader's; cursor() is
-// the position after the batches next() has handed out (what a checkpoint saves), not the
-// thread's read-ahead position. A loader error is rethrown by next().
+// that needs them, each into its own host tensor, so reading shards (page faults on a slow
+// disk) overlaps the GPU's work. Once started, the thread owns the loader: nothing else may
+// call it. The batches and their order are exactly the loader's; cursor() is the position after
+// the batches next() has handed out (what a checkpoint saves), not the thread's read-ahead
+// position. A loader error is rethrown by next().
 class BatchPrefetcher {
  public:
-  BatchPrefetcher(data::PackedLoader& loader, int64_t micro_batch, torch::Device device, int depth = 2);
+  BatchPrefetcher(data::PackedLoader& loader, int64_t micro_batch, int depth = 2);
   ~BatchPrefetcher();
   BatchPrefetcher(const BatchPrefetcher&) = delete;
   BatchPrefetcher& operator=(const BatchPrefetcher&) = delete;
@@ -79,7 +79,6 @@ class BatchPrefetcher {
 
   data::PackedLoader& loader_;
   const int64_t micro_batch_;
-  const torch::Device device_;
   const size_t depth_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
