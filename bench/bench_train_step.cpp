@@ -2,6 +2,7 @@
 // the trainer runs it) on random tokens.
 //   bench_train_step <model.yaml> [micro_batch] [seq_len] [steps]
 // Prints one table row per model: tokens/s, ms/step, MFU against the device peak.
+// SAMBA_BENCH_HOST=1 first prints the host time to issue one step against the step's wall time.
 #include <dlfcn.h>
 
 #include <chrono>
@@ -36,17 +37,22 @@ int main(int argc, char** argv) {
     samba::dist::FlatParameters flat(named, {});
     samba::AdamW opt(flat, flat.ranges_of(0, false), samba::OptimizerConfig{});
     auto tokens = torch::randint(cfg.vocab_size, {batch, cfg.seq_len + 1}, torch::TensorOptions(torch::kLong).device(device));
-    auto one_step = [&] {
+    using Clock = std::chrono::steady_clock;
+    // marks (optional): host times after the forward, the backward and the update.
+    auto one_step = [&](Clock::time_point* marks = nullptr) {
       flat.zero_grad();
       torch::Tensor loss;
       {
         samba::runtime::AutocastScope autocast(device, bf16);
         loss = model->loss(tokens.slice(1, 0, cfg.seq_len), tokens.slice(1, 1, cfg.seq_len + 1));
       }
+      if (marks) marks[0] = Clock::now();
       loss.backward();
+      if (marks) marks[1] = Clock::now();
       // Clip and update decided on the device, as the trainer's step does: no host sync.
       const auto norm = opt.grad_sq_sum().to(torch::kFloat64).sqrt();
       opt.step(1e-4, torch::stack({samba::clip_scale(norm, 1.0), torch::ones_like(norm)}));
+      if (marks) marks[2] = Clock::now();
       return loss.detach();
     };
     one_step();  // warm-up (allocator, kernels)
@@ -63,6 +69,21 @@ int main(int argc, char** argv) {
       stop_fn();
       std::printf("profiled one step\n");
       return 0;
+    }
+    if (std::getenv("SAMBA_BENCH_HOST")) {
+      // Host time to issue one step on an idle queue, against its wall time: where the issue time
+      // comes close to the step's, the device waits for the host (launch and autograd overhead,
+      // or a synchronisation inside the step).
+      const auto ms = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count() * 1e3; };
+      for (int i = 0; i < 3; ++i) {
+        Clock::time_point marks[3];
+        const auto t0 = Clock::now();
+        const torch::Tensor l = one_step(marks);
+        (void)l.item<double>();
+        const auto t1 = Clock::now();
+        std::printf("host: issue forward %.1f, backward %.1f, update %.1f ms; step %.1f ms\n", ms(t0, marks[0]),
+                    ms(marks[0], marks[1]), ms(marks[1], marks[2]), ms(t0, t1));
+      }
     }
     const auto start = std::chrono::steady_clock::now();
     torch::Tensor last;
