@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <sstream>
 
 #include "samba/ckpt/checkpoint.h"
@@ -94,8 +95,12 @@ void BatchPrefetcher::run() {
       check(rows.size() == static_cast<size_t>(micro_batch_ * (loader_.seq_len() + 1)),
             "BatchPrefetcher: the loader returned a short batch (", rows.size() / (loader_.seq_len() + 1), " of ",
             micro_batch_, " rows): it needs a training-mode loader, which never runs out");
-      auto batch = torch::empty({micro_batch_, loader_.seq_len() + 1}, opts);
-      std::memcpy(batch.data_ptr<int32_t>(), rows.data(), rows.size() * sizeof(int32_t));
+      // The tensor takes the rows' memory (no copy); it frees them when the last reference goes.
+      auto owned = std::make_unique<std::vector<int32_t>>(std::move(rows));
+      std::vector<int32_t>* raw = owned.get();
+      auto batch = torch::from_blob(
+          raw->data(), {micro_batch_, loader_.seq_len() + 1}, [raw](void*) { delete raw; }, opts);
+      owned.release();  // the tensor's deleter owns it now
       const data::Cursor after = loader_.cursor();
       {
         std::lock_guard<std::mutex> lock(mu_);
