@@ -2,8 +2,6 @@
 // of threads each sum every 32nd slice, so a column's loads are spread over 32 threads (a
 // thread per column looping over hundreds of slices waited on one load at a time: ~0.1 ms for
 // the RMSNorm weight gradient's 528 x 1536 partials).
-#include <algorithm>
-
 #include "cuda_util.cuh"
 #include "reduce_cuda.h"
 

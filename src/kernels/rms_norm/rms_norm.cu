@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <initializer_list>
+#include <mutex>
+#include <vector>
 
 #include "../common/cuda_util.cuh"
 #include "../common/reduce_cuda.h"
@@ -251,7 +253,8 @@ __global__ void __launch_bounds__(kWarpRowThreads, kVecs <= 12 ? 4 : 3)
 
 int bwd_blocks(const RmsNormArgs& a) { return static_cast<int>(std::min<int64_t>(a.rows, kMaxBwdBlocks)); }
 
-// 4-element vectors per lane for the warp-per-row backward, or 0 when it does not apply.
+// 4-element vectors per lane for the warp-per-row kernels (forward and backward), or 0 when
+// they do not apply.
 int warp_row_vecs(const RmsNormArgs& a, std::initializer_list<const void*> ptrs) {
   if (a.d % 4 != 0 || a.d > 16 * 128) return 0;
   for (const void* p : ptrs)
@@ -261,14 +264,30 @@ int warp_row_vecs(const RmsNormArgs& a, std::initializer_list<const void*> ptrs)
   return 0;
 }
 
-// One wave of the warp-per-row backward on this device (at most kMaxBwdBlocks: the workspace).
+// Blocks of one wave of the warp-per-row backward on this device (at most kMaxBwdBlocks: the
+// workspace). The device's SM count and the kernel's occupancy at this shared-memory size are
+// looked up once per (instantiation, device, size), not on every call.
 template <typename K>
 int warp_row_blocks(const RmsNormArgs& a, K kernel, size_t smem) {
-  int dev = 0, sms = 0, per_sm = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarpRowThreads, smem) != cudaSuccess)
-    per_sm = 1, sms = 1;
-  const int64_t wave = static_cast<int64_t>(std::max(per_sm, 1)) * std::max(sms, 1);
+  struct Entry { int dev; size_t smem; int64_t wave; };
+  static std::mutex mu;
+  static std::vector<Entry> cache;  // per instantiation (K), a handful of entries
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) dev = -1;
+  int64_t wave = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    for (const Entry& e : cache)
+      if (e.dev == dev && e.smem == smem) wave = e.wave;
+    if (wave == 0) {
+      int sms = 0, per_sm = 0;
+      if (dev < 0 || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+          cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarpRowThreads, smem) != cudaSuccess)
+        per_sm = 1, sms = 1;
+      wave = static_cast<int64_t>(std::max(per_sm, 1)) * std::max(sms, 1);
+      cache.push_back({dev, smem, wave});
+    }
+  }
   const int64_t needed = (a.rows + kWarpRowThreads / 32 - 1) / (kWarpRowThreads / 32);
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({wave, needed, bwd_blocks(a)})));
 }
@@ -337,7 +356,6 @@ template <typename TX, typename TY>
 Status bwd(const RmsNormArgs& a, const float* rout, const float* rstd, const void* gy, const float* grout, void* gx,
            float* gres, float* gw, float* ws, cudaStream_t s) {
   int blocks = bwd_blocks(a);
-  const int64_t per = (a.rows + blocks - 1) / blocks;
   const TY* g = static_cast<const TY*>(gy);
   TX* x = static_cast<TX*>(gx);
   Status st = nullptr;
@@ -346,7 +364,7 @@ Status bwd(const RmsNormArgs& a, const float* rout, const float* rstd, const voi
     case 8: st = bwd_warp_rows<TX, TY, 8>(a, rout, rstd, g, grout, x, gres, ws, &blocks, s); break;
     case 12: st = bwd_warp_rows<TX, TY, 12>(a, rout, rstd, g, grout, x, gres, ws, &blocks, s); break;
     case 16: st = bwd_warp_rows<TX, TY, 16>(a, rout, rstd, g, grout, x, gres, ws, &blocks, s); break;
-    default: st = bwd_block_rows<TX, TY>(a, rout, rstd, g, grout, x, gres, ws, blocks, per, s);
+    default: st = bwd_block_rows<TX, TY>(a, rout, rstd, g, grout, x, gres, ws, blocks, (a.rows + blocks - 1) / blocks, s);
   }
   if (st) return st;
   return sum_slices(ws, blocks, a.d, gw, s);
