@@ -265,13 +265,15 @@ int warp_row_vecs(const RmsNormArgs& a, std::initializer_list<const void*> ptrs)
 }
 
 // Blocks of one wave of the warp-per-row backward on this device (at most kMaxBwdBlocks: the
-// workspace). The device's SM count and the kernel's occupancy at this shared-memory size are
-// looked up once per (instantiation, device, size), not on every call.
+// workspace). The device's SM count and the kernel's occupancy are looked up once per (element
+// types, device, shared-memory size), not on every call. K, the kernel's pointer type, fixes the
+// element types but not kVecs; the shared-memory size fixes the width d, and d fixes kVecs, so an
+// entry always belongs to one kernel.
 template <typename K>
 int warp_row_blocks(const RmsNormArgs& a, K kernel, size_t smem) {
   struct Entry { int dev; size_t smem; int64_t wave; };
   static std::mutex mu;
-  static std::vector<Entry> cache;  // per instantiation (K), a handful of entries
+  static std::vector<Entry> cache;  // one per K, a handful of entries
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) dev = -1;
   int64_t wave = 0;
